@@ -1,0 +1,59 @@
+# fluxrelay front door. Every target creates the virtualenv on first use, so each one
+# works from a fresh clone on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+SAM_VENV ?= .venv-sam
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test test-unit test-integration test-e2e run standin lint format bench clean
+
+help:
+	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
+	@echo "make test    - every test suite (unit, integration, e2e)"
+	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint"
+	@echo "make bench   - latency/cost benchmark against a local stack"
+	@echo "make standin - only the WaveSpeed stand-in on :3001"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+run: $(STAMP)
+	$(BIN)/python -m fluxrelay_local
+
+standin: $(STAMP)
+	$(BIN)/python -m fluxrelay_local.standin --port $${UPSTREAM_PORT:-3001}
+
+bench: $(STAMP)
+	$(BIN)/python -m fluxrelay_local.bench
+
+lint: $(STAMP) lint-template
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+-include mk/infra.mk

@@ -1,0 +1,18 @@
+"""boto3 client construction, in one place.
+
+Clients are created lazily by the composition root and injected; boto3 honours
+`AWS_ENDPOINT_URL` itself, which is how the local stack points every client at moto.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+
+
+def client(service: str, **kwargs: Any) -> Any:
+    return boto3.client(service, config=_CONFIG, **kwargs)  # type: ignore[call-overload]

@@ -1,0 +1,82 @@
+"""Settings: one validated model, read once per container from the environment.
+
+The template sets these variables from its Parameters; the local stack sets the same names.
+Secrets are *not* settings: the WaveSpeed key comes from Secrets Manager (`wavespeed_secret_name`)
+in the cloud, and only on a developer's machine from `WAVESPEED_API_KEY`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class UrlPolicyName(StrEnum):
+    # strict: https only, public addresses only (every deployed stack).
+    STRICT = "strict"
+    # development: strict, plus http:// on loopback, so a developer can receive webhooks locally.
+    DEVELOPMENT = "development"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # --- where things are (set by the template / local stack) ---
+    table_name: str = Field("", validation_alias="TABLE_NAME")
+    bucket_name: str = Field("", validation_alias="BUCKET_NAME")
+    topic_arn: str = Field("", validation_alias="TOPIC_ARN")
+    state_machine_arn: str = Field("", validation_alias="STATE_MACHINE_ARN")
+    # Our own public base URL for `urls.get`; empty = derived from the API Gateway request.
+    public_base_url: str = Field("", validation_alias="PUBLIC_BASE_URL")
+
+    # --- upstream ---
+    wavespeed_base_url: str = Field("https://api.wavespeed.ai", validation_alias="WAVESPEED_BASE_URL")
+    wavespeed_secret_name: str = Field("", validation_alias="WAVESPEED_SECRET_NAME")
+    wavespeed_api_key: SecretStr | None = Field(None, validation_alias="WAVESPEED_API_KEY")
+    upstream_connect_timeout: float = Field(5.0, validation_alias="UPSTREAM_CONNECT_TIMEOUT")
+    upstream_read_timeout: float = Field(30.0, validation_alias="UPSTREAM_READ_TIMEOUT")
+    # Total time budget for retrying a submit that certainly never arrived (or a 429).
+    upstream_submit_retry_budget: float = Field(10.0, validation_alias="UPSTREAM_SUBMIT_RETRY_BUDGET")
+    upstream_get_retries: int = Field(4, validation_alias="UPSTREAM_GET_RETRIES")
+    upstream_backoff_base: float = Field(0.5, validation_alias="UPSTREAM_BACKOFF_BASE")
+
+    # --- workflow timing ---
+    # Expected inference time per image; the first poll happens after about this long.
+    expected_seconds_per_image: float = Field(2.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")
+    poll_interval_seconds: int = Field(1, validation_alias="POLL_INTERVAL_SECONDS")
+    poll_max_interval_seconds: int = Field(10, validation_alias="POLL_MAX_INTERVAL_SECONDS")
+    job_deadline_seconds: int = Field(900, validation_alias="JOB_DEADLINE_SECONDS")
+    output_url_ttl_seconds: int = Field(3600, validation_alias="OUTPUT_URL_TTL_SECONDS")
+    webhook_retry_span_seconds: int = Field(6 * 3600, validation_alias="WEBHOOK_RETRY_SPAN_SECONDS")
+    webhook_retry_base_seconds: int = Field(5, validation_alias="WEBHOOK_RETRY_BASE_SECONDS")
+    sync_wait_seconds: float = Field(25.0, validation_alias="SYNC_WAIT_SECONDS")
+    job_ttl_days: int = Field(30, validation_alias="JOB_TTL_DAYS")
+
+    # --- policy ---
+    url_policy: UrlPolicyName = Field(UrlPolicyName.STRICT, validation_alias="FLUXRELAY_URL_POLICY")
+    lora_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="LORA_ALLOWLIST"
+    )
+    max_output_bytes: int = Field(25 * 1024 * 1024, validation_alias="MAX_OUTPUT_BYTES")
+
+    @field_validator("lora_allowlist", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        # LORA_ALLOWLIST is a comma-separated list of allowed LoRA ids or prefixes.
+        return _split_csv(value)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this container, read once (tests call `get_settings.cache_clear()`)."""
+    return Settings()
