@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     upstream_get_retries: int = Field(4, validation_alias="UPSTREAM_GET_RETRIES")
     upstream_backoff_base: float = Field(0.5, validation_alias="UPSTREAM_BACKOFF_BASE")
 
+    # Secrets Manager name prefix of the per-owner webhook signing secrets.
+    webhook_secret_prefix: str = Field("fluxrelay/webhook/", validation_alias="WEBHOOK_SECRET_PREFIX")
+    webhook_rotation_grace_seconds: int = Field(24 * 3600, validation_alias="WEBHOOK_ROTATION_GRACE_SECONDS")
+
     # --- workflow timing ---
     # Expected inference time per image; the first poll happens after about this long.
     expected_seconds_per_image: float = Field(2.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")

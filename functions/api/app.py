@@ -1,0 +1,157 @@
+"""The public HTTP API (WaveSpeed v3 wire format): submit, result, webhook secret, health, OpenAPI.
+
+The authorizer resolves the API key to an owner and never denies (HTTP APIs cannot shape their
+own 401 body); `require_owner` turns a missing or bad key into the WaveSpeed 401 envelope here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fluxrelay.composition import container
+from fluxrelay.errors import FluxRelayError, UnauthorizedError
+from fluxrelay.http import envelope, error_response, from_error
+from fluxrelay.jobs import JobItem
+from fluxrelay.models import GenerationRequest, describe_errors
+from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.service import get_owned
+
+app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
+
+SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
+_SYNC_POLL_SECONDS = 0.5
+
+
+def require_owner() -> str:
+    lambda_ctx: dict[str, Any] = app.current_event.request_context.authorizer.get_lambda or {}
+    owner = lambda_ctx.get("owner") or ""
+    if not owner:
+        if lambda_ctx.get("auth_error") == "invalid":
+            raise UnauthorizedError("invalid or revoked API key")
+        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <your key>'")
+    logger.append_keys(owner=owner, key_id=lambda_ctx.get("key_id"))
+    return str(owner)
+
+
+def base_url() -> str:
+    configured = container().settings.public_base_url
+    return configured or f"https://{app.current_event.request_context.domain_name}"
+
+
+def present(job: JobItem, code: int | None = None) -> Response:
+    prediction = container().presenter.present(job)
+    if code is not None:
+        prediction.code = code
+    return envelope(prediction)
+
+
+@app.post(SUBMIT_PATH)
+@tracer.capture_method
+def submit(
+    request: Annotated[GenerationRequest, Body()],
+    webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
+) -> Response:
+    owner = require_owner()
+    c = container()
+    if c.settings.lora_allowlist and request.loras:
+        request = GenerationRequest.model_validate(
+            request.model_dump(), context={"lora_allowlist": c.settings.lora_allowlist}
+        )
+    job = c.submit.submit(owner, request, webhook_url=webhook, result_base_url=base_url())
+    logger.set_correlation_id(job.job_id)
+    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    if request.enable_sync_mode:
+        return _wait_for(job)
+    return present(job)
+
+
+def _wait_for(job: JobItem) -> Response:
+    """Sync mode: wait below the API Gateway limit, then answer the final prediction or the
+    WaveSpeed 5004 `processing` shape (the job goes on; the caller polls `urls.get`)."""
+    c = container()
+    deadline = time.monotonic() + c.settings.sync_wait_seconds
+    while not job.status.terminal and time.monotonic() < deadline:
+        time.sleep(_SYNC_POLL_SECONDS)
+        job = c.jobs.get(job.job_id) or job
+    if job.status.terminal:
+        return present(job)
+    prediction = c.presenter.present(job)
+    prediction.status = "processing"
+    prediction.code = 5004
+    prediction.error = "Sync mode timed out; the task keeps running, poll urls.get for the result"
+    return envelope(prediction)
+
+
+@app.get("/api/v3/predictions/<job_id>/result")
+def get_result(job_id: str) -> Response:
+    return present(get_owned(container().jobs, require_owner(), job_id))
+
+
+@app.get("/api/v3/predictions/<job_id>")
+def get_prediction(job_id: str) -> Response:
+    return present(get_owned(container().jobs, require_owner(), job_id))
+
+
+@app.get("/api/v3/webhook/secret")
+def webhook_secret() -> Response:
+    owner = require_owner()
+    return envelope({"secret": container().webhook_secrets.current(owner)})
+
+
+@app.post("/api/v3/webhook/secret/rotate")
+def rotate_webhook_secret() -> Response:
+    owner = require_owner()
+    c = container()
+    doc = c.webhook_secrets.rotate(owner, c.settings.webhook_rotation_grace_seconds)
+    return envelope({"secret": doc["current"], "previous_valid_until": doc["previous_until"]})
+
+
+@app.get("/health")
+def health() -> Response:
+    return envelope({"status": "ok"})
+
+
+@app.get("/openapi.json")
+def openapi() -> Response:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="fluxrelay"))
+
+
+# --- errors: every answer is the envelope ---------------------------------------------------
+@app.exception_handler(RequestValidationError)
+def on_validation_error(exc: RequestValidationError) -> Response:
+    return error_response(400, describe_errors(exc.errors()))
+
+
+@app.exception_handler(FluxRelayError)
+def on_domain_error(exc: FluxRelayError) -> Response:
+    log = logger.warning if exc.http_status >= 500 else logger.info
+    log("request refused", extra={"error_type": type(exc).__name__, "status": exc.http_status})
+    return from_error(exc)
+
+
+@app.not_found
+def on_not_found(_: RouteNotFound) -> Response:
+    return error_response(404, "no such route")
+
+
+@app.exception_handler(Exception)
+def on_unexpected(exc: Exception) -> Response:
+    # A true boundary: whatever went wrong, the caller gets the envelope, never a stack trace.
+    logger.exception("unhandled error")
+    return error_response(500, "internal error; the request was not completed")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

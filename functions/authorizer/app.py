@@ -1,0 +1,53 @@
+"""HTTP API Lambda authorizer: resolves `Authorization: Bearer <key>` to the key's owner.
+
+It never denies: an HTTP API can only answer a denial with its own `{"message": ...}` body, and
+WaveSpeed clients expect the 401 envelope, which the API function gives when `owner` is empty.
+Lookups are cached in the warm container for a minute (revocation takes effect within it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import event_source
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerEventV2,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fluxrelay.apikeys import ApiKeyItem, hash_key
+from fluxrelay.composition import container
+from fluxrelay.observability import logger
+
+_CACHE_SECONDS = 60.0
+_cache: dict[str, tuple[float, ApiKeyItem | None]] = {}
+
+
+def _lookup(key: str) -> ApiKeyItem | None:
+    digest = hash_key(key)
+    now = time.monotonic()
+    hit = _cache.get(digest)
+    if hit and now - hit[0] < _CACHE_SECONDS:
+        return hit[1]
+    found = container().keys.lookup(key)
+    _cache[digest] = (now, found)
+    return found
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    value = headers.get("authorization") or ""
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@event_source(data_class=APIGatewayAuthorizerEventV2)
+def handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
+    key = _bearer({k.lower(): v for k, v in (event.headers or {}).items()})
+    if not key:
+        return {"isAuthorized": True, "context": {"owner": "", "auth_error": "missing"}}
+    record = _lookup(key)
+    if record is None:
+        logger.info("unknown or revoked API key")
+        return {"isAuthorized": True, "context": {"owner": "", "auth_error": "invalid"}}
+    return {"isAuthorized": True, "context": {"owner": record.owner, "key_id": record.key_id}}

@@ -1,0 +1,140 @@
+"""Job store on the single DynamoDB table (pk = JOB#<job id>).
+
+Items are the JSON form of `JobItem`, converted attribute by attribute (floats as Decimal), so
+`status`, `owner` and `created_at` are plain top-level attributes: the GSI `by_owner` and the
+conditional status writes use them directly.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.errors import ConflictError, NotFoundError
+from fluxrelay.jobs import JobItem, JobStatus, allowed_sources, utcnow
+
+_SER = TypeSerializer()
+_DES = TypeDeserializer()
+
+
+def _to_attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    # A JSON round trip turns datetimes/enums into strings and floats into Decimal.
+    plain = json.loads(json.dumps(value, default=str), parse_float=Decimal)
+    return _SER.serialize(plain)  # type: ignore[no-any-return]
+
+
+def _from_item(item: dict[str, Any]) -> JobItem:
+    data = {k: _DES.deserialize(v) for k, v in item.items() if k != "pk"}
+    return JobItem.model_validate(json.loads(json.dumps(data, default=_decimal)))
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(type(value))
+
+
+class DynamoJobStore:
+    """`JobStore` on DynamoDB; status changes are ConditionExpressions on `status`."""
+
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        self._table = table_name
+        self._client = client or aws_client("dynamodb")
+
+    @staticmethod
+    def _key(job_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"JOB#{job_id}"}}
+
+    def create(self, job: JobItem) -> None:
+        item = {"pk": {"S": f"JOB#{job.job_id}"}}
+        for name, value in job.model_dump(mode="json").items():
+            if value is not None:
+                item[name] = _to_attr(value)
+        try:
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConflictError(f"job {job.job_id} exists already") from exc
+            raise
+
+    def get(self, job_id: str) -> JobItem | None:
+        item = self._client.get_item(TableName=self._table, Key=self._key(job_id), ConsistentRead=True).get("Item")
+        return _from_item(item) if item else None
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> JobItem | None:
+        sources = sorted(s.value for s in allowed_sources(to))
+        if not sources:
+            return None
+        names, values, sets = self._updates({"status": to, **fields})
+        names["#status"] = "status"
+        placeholders = []
+        for i, source in enumerate(sources):
+            values[f":from{i}"] = {"S": source}
+            placeholders.append(f":from{i}")
+        try:
+            out = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _from_item(out["Attributes"])
+
+    def update(self, job_id: str, **fields: Any) -> JobItem:
+        names, values, sets = self._updates(fields)
+        try:
+            out = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise NotFoundError(f"no job {job_id}") from exc
+            raise
+        return _from_item(out["Attributes"])
+
+    def list_by_owner(self, owner: str, limit: int = 20) -> list[JobItem]:
+        out = self._client.query(
+            TableName=self._table,
+            IndexName="by_owner",
+            KeyConditionExpression="#o = :o",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":o": {"S": owner}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_from_item(i) for i in out.get("Items", [])]
+
+    @staticmethod
+    def _updates(fields: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+        fields = {"updated_at": utcnow(), **fields}
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            values[f":v{i}"] = _to_attr(value) if value is not None else {"NULL": True}
+            sets.append(f"#f{i} = :v{i}")
+        return names, values, sets

@@ -1,0 +1,30 @@
+"""The one place that turns errors into HTTP responses (the WaveSpeed envelope)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from fluxrelay.errors import FluxRelayError
+from fluxrelay.models import error_body, success
+
+JSON = "application/json"
+
+
+def envelope(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=JSON, body=json.dumps(success(data)), headers=headers)
+
+
+def error_response(status: int, message: str, *, retry_after: float | None = None) -> Response:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return Response(status_code=status, content_type=JSON, body=json.dumps(error_body(status, message)), headers=headers)
+
+
+def from_error(exc: FluxRelayError) -> Response:
+    retry_after = exc.retry_after
+    if retry_after is None and exc.http_status in (429, 503):
+        retry_after = 5
+    return error_response(exc.http_status, exc.message, retry_after=retry_after)

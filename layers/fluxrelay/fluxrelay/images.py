@@ -1,0 +1,56 @@
+"""Recognising image bytes before we store (or pay for) them.
+
+Only the header is needed to learn format and size, so outputs can be checked from their
+first chunk and then streamed on to S3 without holding the whole file in memory.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from fluxrelay.errors import InvalidRequestError
+
+# Pillow format name -> (our format name, content type, extension)
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "JPEG": ("jpeg", "image/jpeg", "jpeg"),
+    "PNG": ("png", "image/png", "png"),
+    "WEBP": ("webp", "image/webp", "webp"),
+}
+CONTENT_TYPES = {fmt: ctype for fmt, ctype, _ in FORMATS.values()}
+EXTENSIONS = {fmt: ext for fmt, _, ext in FORMATS.values()}
+# Enough for every header Pillow needs for JPEG/PNG/WebP, EXIF included in practice.
+HEAD_BYTES = 256 * 1024
+
+
+class NotAnImageError(InvalidRequestError):
+    """The bytes are not a JPEG, PNG or WebP image we can decode."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # jpeg | png | webp
+    content_type: str
+    width: int
+    height: int
+
+
+def sniff(head: bytes, *, full: bool = False) -> ImageInfo:
+    """Identify an image from its first bytes (or, with `full`, decode it completely)."""
+    try:
+        with Image.open(io.BytesIO(head)) as img:
+            if full:
+                img.load()
+            fmt = FORMATS.get(img.format or "")
+            if fmt is None:
+                raise NotAnImageError(f"unsupported image format {img.format}; use JPEG, PNG or WebP")
+            return ImageInfo(format=fmt[0], content_type=fmt[1], width=img.width, height=img.height)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise NotAnImageError("the file is not a decodable JPEG, PNG or WebP image") from exc
+
+
+def size_matches(info: ImageInfo, width: int, height: int) -> bool:
+    """FLUX renders in multiples of 16: accept the requested size or the size floored to 16."""
+    return (info.width, info.height) in {(width, height), (width // 16 * 16, height // 16 * 16)}

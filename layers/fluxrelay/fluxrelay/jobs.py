@@ -1,0 +1,120 @@
+"""The job: its item model and the rules for moving it between statuses.
+
+Pure domain code (no boto3, no httpx). Every status change goes through `allowed_sources`,
+which the job store turns into a DynamoDB condition, so a late or duplicated event can never
+move a job backwards or complete it twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    WAITING_UPLOAD = "waiting_upload"  # img2img by upload: parameters known, input not yet uploaded
+    CREATED = "created"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def public(self) -> str:
+        """The status a WaveSpeed client sees (its enum has no `waiting_upload`)."""
+        return JobStatus.CREATED.value if self is JobStatus.WAITING_UPLOAD else self.value
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT})
+
+# status -> the statuses it may be reached from. Nothing leaves a terminal status.
+_SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.WAITING_UPLOAD: frozenset(),
+    JobStatus.CREATED: frozenset({JobStatus.WAITING_UPLOAD}),
+    JobStatus.PROCESSING: frozenset({JobStatus.CREATED}),
+    JobStatus.COMPLETED: frozenset({JobStatus.CREATED, JobStatus.PROCESSING}),
+    JobStatus.FAILED: frozenset({JobStatus.WAITING_UPLOAD, JobStatus.CREATED, JobStatus.PROCESSING}),
+    JobStatus.TIMEOUT: frozenset({JobStatus.WAITING_UPLOAD, JobStatus.CREATED, JobStatus.PROCESSING}),
+}
+
+
+def allowed_sources(target: JobStatus) -> frozenset[JobStatus]:
+    """The statuses from which `target` may be entered."""
+    return _SOURCES[target]
+
+
+def new_job_id() -> str:
+    """32 lowercase hex characters, the WaveSpeed id format."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+    retryable: bool = False
+
+
+class OutputItem(BaseModel):
+    key: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    nsfw: bool = False
+
+
+class WebhookState(BaseModel):
+    url: str
+    state: Literal["pending", "delivered", "retrying", "gave_up"] = "pending"
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+class JobItem(BaseModel):
+    """A job as stored in DynamoDB (pk = JOB#<job_id>). Never returned to callers as is."""
+
+    job_id: str
+    owner: str
+    source: Literal["api", "s3"] = "api"
+    # The validated submit body (GenerationRequest as JSON); the upstream payload is derived from it.
+    request: dict[str, Any]
+    status: JobStatus = JobStatus.CREATED
+    upstream_id: str | None = None
+    upstream_status: str | None = None
+    upstream_outputs: list[str] = Field(default_factory=list)
+    nsfw: list[bool] = Field(default_factory=list)
+    inference_ms: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+    processing_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    polls: int = 0
+    outputs: list[OutputItem] = Field(default_factory=list)
+    error: JobError | None = None
+    webhook: WebhookState | None = None
+    sns_published: bool = False
+    execution_arn: str | None = None
+    result_url: str = ""  # our `urls.get` for this job, fixed at submit time
+    input_key: str | None = None  # img2img: the uploaded source object
+    expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
+
+    @property
+    def num_images(self) -> int:
+        return int(self.request.get("num_images", 1))

@@ -1,0 +1,560 @@
+"""Public wire models: the WaveSpeed v3 submit body, prediction, envelope and upload shapes.
+
+One model per boundary (see /work/shared/UPSTREAM.md). The submit body is validated *strictly*
+because the real upstream silently drops unknown fields and bills the task with defaults: a typo
+like `num_image` must be a 400 here, never a paid image the caller did not ask for.
+
+Every constrained field type below carries its rule in words (`_rule(...)`): whatever pydantic
+finds wrong with a value, the caller reads one stable sentence such as
+"num_images must be a whole number from 1 to 4" (see `describe_validation_error`).
+
+URL checks here are syntactic only (https, host, no credentials, no whitespace). Whether a URL
+resolves to a public address is decided by `fluxrelay.urlguard` right before any fetch.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ALLOWED_UPLOAD_CONTENT_TYPES",
+    "MAX_IMAGE_SIDE",
+    "MAX_LORAS",
+    "MAX_PROMPT_LENGTH",
+    "MAX_SEED",
+    "MAX_UPLOAD_BYTES",
+    "MAX_URL_LENGTH",
+    "MIN_IMAGE_SIDE",
+    "MODEL_ID",
+    "BinaryUpload",
+    "Envelope",
+    "GenerationRequest",
+    "HttpsUrl",
+    "ImageSize",
+    "Lora",
+    "LoraPath",
+    "LoraScale",
+    "NumImages",
+    "OptionalHttpsUrl",
+    "OutputFormat",
+    "Prediction",
+    "PredictionUrls",
+    "Prompt",
+    "Seed",
+    "Strength",
+    "Timings",
+    "UploadSpec",
+    "UploadTicket",
+    "UploadTicketRequest",
+    "UtcDatetime",
+    "describe_validation_error",
+    "error_body",
+    "success",
+]
+
+MODEL_ID = "wavespeed-ai/flux-schnell-lora"
+
+# Upstream only says "non-empty"; 2000 characters is our cap. FLUX's T5 encoder reads at most
+# 512 tokens (schnell: 256), so longer prompts are silently truncated anyway and only cost
+# request size. Raising it is safe; lowering it breaks clients.
+MAX_PROMPT_LENGTH = 2000
+MAX_URL_LENGTH = 2048
+MAX_LORAS = 3
+MIN_IMAGE_SIDE = 256
+MAX_IMAGE_SIDE = 1536
+MAX_SEED = 2_147_483_647
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+ALLOWED_UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+# The one error type our rules raise; `describe_validation_error` prints "<field path> <rule>".
+_RULE_ERROR = "fluxrelay_rule"
+_UNKNOWN_FIELD_HINT = "not part of the API; it would be silently ignored and billed with defaults upstream"
+
+
+def _violation(rule: str) -> PydanticCustomError:
+    # The rule goes into the context, not the template, so braces in a rule can never be
+    # misread as placeholders.
+    return PydanticCustomError(_RULE_ERROR, "{rule}", {"rule": rule})
+
+
+def _rule(rule: str, *, reject: tuple[type, ...] = ()) -> WrapValidator:
+    """Replace whatever pydantic says about a value with one stable sentence.
+
+    `reject` lists input types refused before pydantic's lax coercion sees them (bool is an int
+    subclass, so without this `true` would quietly become `1`).
+    """
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, reject):
+            raise _violation(rule)
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _violation(rule) from None
+
+    return WrapValidator(validate)
+
+
+_INT_STRING = re.compile(r"-?[0-9]{1,20}")
+
+
+def _whole_number(rule: str) -> WrapValidator:
+    """Lax ints, minus the surprises: 4, 4.0 and "4" pass; true, 4.5, "4.0", " 4", b"4" do not."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, bool | bytes | bytearray) or (
+            isinstance(value, str) and not _INT_STRING.fullmatch(value)
+        ):
+            raise _violation(rule)
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _violation(rule) from None
+
+    return WrapValidator(validate)
+
+
+_NUMBER_REJECT = (bool, bytes, bytearray)
+
+
+# --- URLs -----------------------------------------------------------------------------------
+# ASCII host name (IDNs must arrive as punycode) or a bracketed IPv6 literal, optional port.
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
+
+
+def _has_space_or_control(text: str) -> bool:
+    # Cc/Cf catch NUL, CR/LF, TAB and invisible format characters (bidi overrides, zero-width);
+    # Z* catches every Unicode space. Note that urlsplit silently *removes* TAB/CR/LF.
+    return any(
+        unicodedata.category(char)[0] == "Z" or unicodedata.category(char) in {"Cc", "Cf"} for char in text
+    )
+
+
+def _https_url_problem(url: str) -> str | None:
+    """Why `url` is not an acceptable https URL, or None when it is (syntax only)."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"must be at most {MAX_URL_LENGTH} characters long"
+    if _has_space_or_control(url):
+        return "must not contain spaces or control characters"
+    if "\\" in url:
+        return "must not contain backslashes"
+    if not url.lower().startswith("https://"):
+        return "must be an https:// URL (http://, data:, file: and other schemes are not accepted)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return "must be an https:// URL with a valid host name"
+    if "@" in parts.netloc:
+        return "must not contain a user name or password (user:password@)"
+    if not _HOST_PORT.fullmatch(parts.netloc):
+        return "must be an https:// URL with a valid host name"
+    try:
+        parts.port  # noqa: B018 - property raises ValueError for a bad port
+    except ValueError:
+        return "must have a valid port number"
+    if ".." in unquote(parts.path).split("/"):
+        return "must not contain '..' path segments"
+    return None
+
+
+def _check_https_url(value: str) -> str:
+    problem = _https_url_problem(value)
+    if problem:
+        raise _violation(problem)
+    return value
+
+
+def _empty_to_none(value: Any) -> Any:
+    # WaveSpeed documents image as absent *or* "" (its web form sends empty strings).
+    return None if value == "" else value
+
+
+HttpsUrl = Annotated[
+    StrictStr,
+    # Schema only (OpenAPI); the checks themselves are in _https_url_problem, in words.
+    Field(json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH}),
+    _rule("must be a string holding an https:// URL"),
+    AfterValidator(_check_https_url),
+]
+"""A syntactically safe https URL as given (not normalised), at most MAX_URL_LENGTH characters."""
+
+OptionalHttpsUrl = Annotated[HttpsUrl | None, BeforeValidator(_empty_to_none)]
+
+# --- LoRAs ----------------------------------------------------------------------------------
+_HF_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
+_HF_ID = re.compile(rf"{_HF_PART}/{_HF_PART}")
+_LORA_PATH_RULE = 'must be a Hugging Face id like "owner/repo" or an https:// URL ending in .safetensors'
+
+
+def _check_lora_path(value: str) -> str:
+    if value.lower().startswith("https://"):
+        problem = _https_url_problem(value)
+        if problem:
+            raise _violation(problem)
+        filename = urlsplit(value).path.rsplit("/", 1)[-1]
+        if not filename.endswith(".safetensors") or filename == ".safetensors":
+            raise _violation("must be an https:// URL whose path ends in a .safetensors file")
+        return value
+    if _HF_ID.fullmatch(value) and ".." not in value:
+        return value
+    raise _violation(_LORA_PATH_RULE)
+
+
+LoraPath = Annotated[StrictStr, _rule(_LORA_PATH_RULE), AfterValidator(_check_lora_path)]
+# allow_inf_nan=False: NaN compares false with both bounds and would slip through.
+LoraScale = Annotated[
+    float,
+    Field(ge=0.0, le=4.0, allow_inf_nan=False),
+    _rule("must be a number from 0.0 to 4.0", reject=_NUMBER_REJECT),
+]
+
+
+def _lora_allowlist(context: Any) -> list[str]:
+    if not isinstance(context, Mapping):
+        return []
+    entries = context.get("lora_allowlist")
+    if isinstance(entries, list | tuple | set | frozenset):
+        return [entry for entry in entries if isinstance(entry, str) and entry]
+    return []
+
+
+class Lora(BaseModel):
+    """One LoRA to apply: a Hugging Face repo id or an https URL of a .safetensors file.
+
+    When the validation context carries a non-empty `lora_allowlist`, the path must equal an
+    entry, or start with an entry that ends in "/" (a prefix such as "my-org/" or
+    "https://cdn.example.com/loras/"). Comparison is exact and case-sensitive; ".." segments are
+    rejected before this check, so a prefix cannot be escaped.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: LoraPath
+    scale: LoraScale
+
+    @field_validator("path")
+    @classmethod
+    def _allowed_by_operator(cls, value: str, info: ValidationInfo) -> str:
+        allowlist = _lora_allowlist(info.context)
+        if allowlist and not any(
+            value == entry or (entry.endswith("/") and value.startswith(entry)) for entry in allowlist
+        ):
+            raise _violation("is not one of the LoRAs this server allows")
+        return value
+
+
+# --- generation request ---------------------------------------------------------------------
+_PROMPT_RULE = f"must be a non-empty string of at most {MAX_PROMPT_LENGTH} characters"
+
+
+def _check_prompt(value: str) -> str:
+    if not value.strip():
+        raise _violation(_PROMPT_RULE)
+    return value
+
+
+Prompt = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=MAX_PROMPT_LENGTH),
+    _rule(_PROMPT_RULE),
+    AfterValidator(_check_prompt),
+]
+
+_SIZE = re.compile(r"([1-9][0-9]{2,3})\*([1-9][0-9]{2,3})")
+_SIZE_RULE = f'must look like "1024*1024" with each side from {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE}'
+
+
+def _check_size(value: str) -> str:
+    match = _SIZE.fullmatch(value)
+    if not match or not all(MIN_IMAGE_SIDE <= int(side) <= MAX_IMAGE_SIDE for side in match.groups()):
+        raise _violation(_SIZE_RULE)
+    return value
+
+
+ImageSize = Annotated[
+    StrictStr,
+    Field(pattern=r"^[1-9][0-9]{2,3}\*[1-9][0-9]{2,3}$"),
+    _rule(_SIZE_RULE),
+    AfterValidator(_check_size),
+]
+"""`"W*H"`, each side MIN_IMAGE_SIDE..MAX_IMAGE_SIDE, no leading zeros or spaces."""
+
+Strength = Annotated[
+    float,
+    Field(ge=0.0, le=1.0, allow_inf_nan=False),
+    _rule("must be a number from 0.0 to 1.0", reject=_NUMBER_REJECT),
+]
+NumImages = Annotated[int, Field(ge=1, le=4), _whole_number("must be a whole number from 1 to 4")]
+Seed = Annotated[
+    int,
+    Field(ge=-1, le=MAX_SEED),
+    _whole_number(f"must be a whole number from -1 to {MAX_SEED} (-1 picks a random seed)"),
+]
+OutputFormat = Annotated[Literal["jpeg", "png", "webp"], _rule('must be one of "jpeg", "png" or "webp"')]
+_Flag = Annotated[StrictBool, _rule("must be true or false (a JSON boolean, not a string or number)")]
+
+
+def _too_many_loras(value: Any) -> Any:
+    # Checked before the items, so a 40-item list fails fast with one clear message.
+    if not isinstance(value, list) or len(value) > MAX_LORAS:
+        raise _violation(f"must be a list of at most {MAX_LORAS} LoRAs")
+    return value
+
+
+_Loras = Annotated[list[Lora], Field(max_length=MAX_LORAS), BeforeValidator(_too_many_loras)]
+
+
+class GenerationRequest(BaseModel):
+    """The submit body of `POST /api/v3/wavespeed-ai/flux-schnell-lora`, every upstream field.
+
+    `size` accepts any integer sides in range, as upstream does; FLUX renders in multiples of 16
+    (diffusers floors other sides to 16), so "1000*1000" yields a 992x992 image.
+    Validate with `GenerationRequest.model_validate(body, context={"lora_allowlist": [...]})`
+    to enforce the operator's LoRA allowlist.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Prompt = Field(description=f"What to draw; at most {MAX_PROMPT_LENGTH} characters.")
+    image: OptionalHttpsUrl = Field(None, description='img2img source: a public https URL; "" = none.')
+    mask_image: OptionalHttpsUrl = Field(
+        None, description="Inpainting mask (white = generate, black = keep); requires image."
+    )
+    strength: Strength = Field(0.8, description="How far img2img may move away from image (0..1).")
+    loras: _Loras = Field(default_factory=list, description=f"Up to {MAX_LORAS} LoRAs.")
+    size: ImageSize = Field("1024*1024", description='"W*H"; FLUX renders in multiples of 16.')
+    num_images: NumImages = 1
+    seed: Seed = Field(-1, description="-1 picks a random seed.")
+    output_format: OutputFormat = "jpeg"
+    enable_base64_output: _Flag = False
+    enable_sync_mode: _Flag = Field(False, description="Block until the task ends.")
+    enable_safety_checker: _Flag = True
+
+    @field_validator("mask_image")
+    @classmethod
+    def _mask_needs_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # "image" is missing from info.data when it failed itself; that error is reported already.
+        if value is not None and "image" in info.data and info.data["image"] is None:
+            raise _violation("requires image (the mask marks which part of image to repaint)")
+        return value
+
+    @property
+    def width(self) -> int:
+        return int(self.size.split("*", 1)[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.size.split("*", 1)[1])
+
+    def upstream_payload(self) -> dict[str, Any]:
+        """The JSON body for WaveSpeed: every field explicit (no upstream defaults), None omitted."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# --- prediction -----------------------------------------------------------------------------
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    # Fixed width (always 6 fraction digits, "Z"), so the strings also sort chronologically.
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+]
+"""A timezone-aware datetime (naive ones are rejected), kept in UTC, JSON as RFC 3339 "...Z".
+
+Upstream sends nanoseconds; Python keeps microseconds (the last 3 digits are dropped).
+"""
+
+
+class PredictionUrls(BaseModel):
+    get: str
+
+
+class Timings(BaseModel):
+    inference: int = 0  # ms
+
+
+class Prediction(BaseModel):
+    """The prediction object of UPSTREAM.md (result GET, submit answer, webhook body).
+
+    Unknown keys are ignored, so the same model parses upstream answers (webhooks sometimes add
+    `input`). `code` is only set for the sync-mode timeout shape (5004) and is omitted otherwise.
+    Serialise with `model_dump(mode="json", by_alias=True, exclude_none=True)`.
+    """
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    model: str = MODEL_ID
+    outputs: list[str] = Field(default_factory=list)
+    urls: PredictionUrls
+    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    status: str
+    created_at: UtcDatetime
+    error: str = ""
+    execution_time: int = Field(0, alias="executionTime")  # ms
+    timings: Timings = Field(default_factory=Timings)
+    code: int | None = None
+
+
+# --- envelope -------------------------------------------------------------------------------
+DataT = TypeVar("DataT")
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """`{"code", "message", "data"}`; `code` mirrors the HTTP status. Mainly for OpenAPI and parsing.
+
+    Build bodies with `success()` / `error_body()`; do not dump an error envelope with
+    `exclude_none=True` (that would drop the required `"data": null`).
+    """
+
+    code: int
+    message: str
+    data: DataT | None = None
+
+
+def success(data: Any) -> dict[str, Any]:
+    """The 200 envelope around `data` (a model is dumped as JSON by alias, None fields omitted)."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"code": 200, "message": "success", "data": data}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    return {"code": status, "message": message, "data": None}
+
+
+# --- uploads --------------------------------------------------------------------------------
+_FILENAME_RULE = "must be 1 to 255 characters without path separators (/ or \\) or control characters"
+
+
+def _check_filename(value: str) -> str:
+    # Plain spaces are common in phone file names; every other space/control character is not.
+    if "/" in value or "\\" in value or value in {".", ".."} or _has_space_or_control(value.replace(" ", "")):
+        raise _violation(_FILENAME_RULE)
+    return value
+
+
+Filename = Annotated[
+    StrictStr, Field(min_length=1, max_length=255), _rule(_FILENAME_RULE), AfterValidator(_check_filename)
+]
+UploadSize = Annotated[
+    int,
+    Field(ge=1, le=MAX_UPLOAD_BYTES),
+    _whole_number(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES} (20 MiB)"),
+]
+UploadContentType = Annotated[
+    Literal["image/jpeg", "image/png", "image/webp"],
+    _rule("must be one of " + ", ".join(ALLOWED_UPLOAD_CONTENT_TYPES)),
+]
+
+
+class UploadTicketRequest(BaseModel):
+    """Body of `POST /api/v3/media/uploads`: announce a file, get a presigned PUT back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Filename
+    size: UploadSize
+    content_type: UploadContentType
+
+
+class UploadSpec(BaseModel):
+    """How to send the bytes: PUT to `url` with exactly `headers` and no Authorization."""
+
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class UploadTicket(BaseModel):
+    download_url: str
+    filename: str
+    size: int
+    upload: UploadSpec
+
+
+class BinaryUpload(BaseModel):
+    """Answer of the multipart `POST /api/v3/media/upload/binary`."""
+
+    type: Literal["image"] = "image"
+    download_url: str
+    filename: str
+    size: int
+
+
+# --- error messages -------------------------------------------------------------------------
+def _safe(name: str, limit: int = 64) -> str:
+    # Field names come from the caller: escape control characters and cap the length.
+    shown = name[:limit].encode("unicode_escape").decode("ascii")
+    return shown + ("..." if len(name) > limit else "")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + _safe(part)
+    return path or "body"
+
+
+def _sentence(error: Mapping[str, Any]) -> str:
+    path = _field_path(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == _RULE_ERROR:
+        return f"{path} {error['ctx']['rule']}"
+    if kind == "extra_forbidden":
+        return f"unknown field '{path}' ({_UNKNOWN_FIELD_HINT})"
+    if kind == "missing":
+        return f"{path} is required"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"{path} must be a JSON object"
+    if kind == "json_invalid":
+        return f"{path} must be valid JSON"
+    # Not one of our rules (e.g. a model parsed from upstream): pydantic's own short text.
+    return f"{path}: {error['msg']}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence per bad field, joined by "; " — the `message` of a 400 envelope.
+
+    Sentences name the field path (`loras[1].scale`, `body` for the whole document) and the rule;
+    they never contain a traceback, pydantic's docs URL, or the rejected value.
+    """
+    sentences: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        sentence = _sentence(error)
+        if sentence not in sentences:
+            sentences.append(sentence)
+    return "; ".join(sentences)

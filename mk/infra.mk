@@ -1,0 +1,40 @@
+# Infra targets (template, state machine, layer). Included by the top-level Makefile.
+VENV ?= .venv
+SAM_VENV ?= .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+ASL := statemachines/generation.asl.json
+# sam build runs the layer Makefile with the runtime's Python: find 3.13 (pyenv has it, not activated).
+ifndef PY313_BIN
+PY313_BIN := $(or $(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin)),$(patsubst %/python3.13,%,$(shell command -v python3.13 2>/dev/null)))
+endif
+export SAM_CLI_TELEMETRY ?= 0
+SAM_PYTHON ?= $(if $(PY313_BIN),$(PY313_BIN)/python3,python3)
+DEPLOY_ARGS ?= --guided
+
+.PHONY: lint-template validate build deploy
+
+# cfn-lint on the template, statelint on the ASL once every ${...} is substituted
+# ("${X}" -> a Lambda ARN, bare ${X} -> a number).
+lint-template:
+	$(VENV)/bin/cfn-lint template.yaml
+	@tmp=$$(mktemp); trap 'rm -f $$tmp' EXIT; \
+	sed -E -e 's/"\$$\{([A-Za-z0-9_]+)\}"/"arn:aws:lambda:us-east-1:123456789012:function:\1"/g' \
+	       -e 's/\$$\{[A-Za-z0-9_]+\}/3600/g' $(ASL) > $$tmp; \
+	if grep -n '\$${' $$tmp; then echo "unsubstituted placeholder in $(ASL)"; exit 1; fi; \
+	$(VENV)/bin/statelint $$tmp && echo "statelint: $(ASL) OK"
+
+# aws-sam-cli pins its own dependencies: it lives in its own venv, created on first use.
+$(SAM):
+	$(SAM_PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+
+validate: $(SAM)
+	$(SAM) validate --lint
+
+build: $(SAM)
+	@test -n "$(PY313_BIN)" || { echo "python3.13 not found (pyenv install 3.13 or put it on PATH)"; exit 1; }
+	PATH="$(PY313_BIN):$$PATH" $(SAM) build
+
+# First deploy: interactive (--guided) and saved to samconfig.toml; later: make deploy DEPLOY_ARGS=
+deploy: build
+	$(SAM) deploy $(DEPLOY_ARGS)
