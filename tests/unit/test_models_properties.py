@@ -97,3 +97,23 @@ def test_num_images_accepts_exactly_the_ints_1_to_4(value: int) -> None:
 )
 def test_num_images_rejects_everything_that_is_not_a_whole_number(value: Any) -> None:
     assert not accepts({"prompt": "p", "num_images": value})
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=6), children)
+    ),
+    max_leaves=8,
+)
+
+
+@given(fields=st.dictionaries(st.sampled_from(sorted(FIELDS)), JSON_VALUES))
+def test_every_rejection_of_a_known_field_is_one_of_our_worded_rules(fields: dict[str, Any]) -> None:
+    try:
+        GenerationRequest.model_validate(fields)
+    except ValidationError as exc:
+        message = describe_validation_error(exc)
+        # pydantic's own texts ("Input should ...") would mean a field has no worded rule.
+        assert "Input should" not in message, message
+        assert "pydantic" not in message, message

@@ -1,0 +1,119 @@
+"""In-memory fakes of the ports, with the same conditional-status semantics as DynamoDB."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fluxrelay.errors import ConflictError, NotFoundError, OutputUnavailableError
+from fluxrelay.jobs import JobItem, JobStatus, allowed_sources
+
+
+class MemoryJobStore:
+    def __init__(self) -> None:
+        self.items: dict[str, JobItem] = {}
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def create(self, job: JobItem) -> None:
+        with self._lock:
+            if job.job_id in self.items:
+                raise ConflictError("exists")
+            self.items[job.job_id] = job.model_copy(deep=True)
+            self.writes += 1
+
+    def get(self, job_id: str) -> JobItem | None:
+        job = self.items.get(job_id)
+        return job.model_copy(deep=True) if job else None
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> JobItem | None:
+        with self._lock:
+            job = self.items.get(job_id)
+            if job is None or job.status not in allowed_sources(to):
+                return None
+            self.items[job_id] = job.model_copy(update={"status": to, **fields})
+            self.writes += 1
+            return self.items[job_id].model_copy(deep=True)
+
+    def update(self, job_id: str, **fields: Any) -> JobItem:
+        with self._lock:
+            if job_id not in self.items:
+                raise NotFoundError(job_id)
+            self.items[job_id] = self.items[job_id].model_copy(update=fields)
+            self.writes += 1
+            return self.items[job_id].model_copy(deep=True)
+
+
+class MemoryOutputStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int:
+        data = b"".join(chunks)
+        self.objects[key] = (data, content_type)
+        return len(data)
+
+    def presigned_get(self, key: str, expires_in: int) -> str:
+        return f"https://bucket.example/{key}?expires={expires_in}"
+
+    def read(self, key: str) -> bytes:
+        return self.objects[key][0]
+
+
+class MemoryOutputSource:
+    """Serves bytes by URL; a URL mapped to an int answers that HTTP status."""
+
+    def __init__(self, files: dict[str, bytes | int]) -> None:
+        self.files = files
+        self.opened: list[str] = []
+
+    @contextmanager
+    def open(self, url: str) -> Iterator[Iterator[bytes]]:
+        self.opened.append(url)
+        found = self.files[url]
+        if isinstance(found, int):
+            raise OutputUnavailableError(f"the upstream output is gone (HTTP {found})")
+        yield iter([found[i : i + 1000] for i in range(0, len(found), 1000)])
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], dict[str, str]]] = []
+
+    def publish(self, message: dict[str, Any], attributes: dict[str, str]) -> None:
+        self.messages.append((message, attributes))
+
+
+class ScriptedSender:
+    """Answers webhook deliveries with the given statuses in order."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.calls: list[tuple[str, dict[str, Any], list[str]]] = []
+
+    def deliver(self, url: str, payload: dict[str, Any], secrets: list[str], message_id: str) -> int:
+        self.calls.append((url, payload, secrets))
+        return self.statuses.pop(0)
+
+
+class FixedSecrets:
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def current(self, owner: str) -> str:
+        self.created.append(owner)
+        return "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0"
+
+    def signing_secrets(self, owner: str) -> list[str]:
+        return [self.current(owner)]
+
+
+class RecordingWorkflow:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, dict[str, Any]]] = []
+
+    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+        self.started.append((job_id, payload))
+        return f"arn:aws:states:us-east-1:123456789012:execution:gen:{job_id}"

@@ -1,0 +1,326 @@
+"""Domain services against in-memory fakes of the ports (no network, no AWS)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from fluxrelay.errors import (
+    AmbiguousSubmitError,
+    UnknownTaskError,
+    UnsafeUrlError,
+    UpstreamRejectedError,
+    UpstreamUnavailableError,
+)
+from fluxrelay.jobs import JobError, JobStatus
+from fluxrelay.models import GenerationRequest
+from fluxrelay.service import (
+    FailService,
+    NotifyService,
+    OutputService,
+    PollService,
+    PredictionPresenter,
+    SubmitService,
+)
+from fluxrelay.settings import Settings
+from fluxrelay.upstream import UpstreamPrediction
+from tests.fakes.memory import (
+    FixedSecrets,
+    MemoryJobStore,
+    MemoryOutputSource,
+    MemoryOutputStore,
+    RecordingNotifier,
+    RecordingWorkflow,
+    ScriptedSender,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeUpstream:
+    def __init__(self, results: list[Any] | None = None, submit_error: Exception | None = None) -> None:
+        self.results = list(results or [])
+        self.submit_error = submit_error
+        self.submitted: list[dict[str, Any]] = []
+
+    def submit(self, payload: dict[str, Any], *, webhook: str | None = None) -> UpstreamPrediction:
+        self.submitted.append(payload)
+        if self.submit_error:
+            raise self.submit_error
+        return UpstreamPrediction(id="a" * 32, status="created")
+
+    def get_result(self, task_id: str) -> UpstreamPrediction:
+        item = self.results.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (256, 256)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def settings(**overrides: Any) -> Settings:
+    base = {"JOB_DEADLINE_SECONDS": 60, "POLL_INTERVAL_SECONDS": 1, "POLL_MAX_INTERVAL_SECONDS": 4}
+    return Settings(**{**base, **overrides})
+
+
+def request(**fields: Any) -> GenerationRequest:
+    return GenerationRequest.model_validate({"prompt": "a red fox", "size": "256*256", **fields})
+
+
+def refuse_private(url: str) -> None:
+    if "10.0.0." in url:
+        raise UnsafeUrlError("webhook URL resolves to a private address")
+
+
+@pytest.fixture
+def world() -> dict[str, Any]:
+    clock = Clock()
+    store = MemoryJobStore()
+    return {"clock": clock, "store": store, "workflow": RecordingWorkflow(), "secrets": FixedSecrets()}
+
+
+def submitter(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> SubmitService:
+    return SubmitService(
+        store=world["store"],
+        upstream=lambda: upstream,
+        workflow=world["workflow"],
+        webhook_secrets=world["secrets"],
+        settings=settings(**kw),
+        check_url=refuse_private,
+        clock=world["clock"],
+    )
+
+
+# --- submit -----------------------------------------------------------------------------------
+def test_submit_records_job_before_upstream_and_starts_workflow_named_by_job(world: dict[str, Any]) -> None:
+    upstream = FakeUpstream()
+    job = submitter(world, upstream).submit("alice", request(num_images=2, enable_sync_mode=True), result_base_url="https://api.x")
+
+    stored = world["store"].get(job.job_id)
+    assert stored.status is JobStatus.CREATED
+    assert stored.upstream_id == "a" * 32
+    assert stored.result_url == f"https://api.x/api/v3/predictions/{job.job_id}/result"
+    assert stored.deadline_at == T0 + timedelta(seconds=60)
+    assert world["workflow"].started == [(job.job_id, {"job_id": job.job_id, "wait_seconds": 4})]
+    # Sync mode and base64 are ours: never forwarded, so the upstream returns URLs at once.
+    assert "enable_sync_mode" not in upstream.submitted[0]
+    assert upstream.submitted[0]["num_images"] == 2
+
+
+def test_private_webhook_is_refused_before_anything_is_written_or_paid(world: dict[str, Any]) -> None:
+    upstream = FakeUpstream()
+    with pytest.raises(UnsafeUrlError):
+        submitter(world, upstream).submit("alice", request(), webhook_url="https://10.0.0.5/hook")
+    assert world["store"].items == {}
+    assert upstream.submitted == []
+
+
+@pytest.mark.parametrize(
+    ("error", "error_type"),
+    [
+        (UpstreamRejectedError("bad lora", status=400), "upstream_rejected"),
+        (AmbiguousSubmitError("timed out after send"), "ambiguous_submit"),
+        (UpstreamUnavailableError("connection refused"), "upstream_unavailable"),
+    ],
+)
+def test_failed_submit_is_recorded_as_failed_and_not_resent(world: dict[str, Any], error: Exception, error_type: str) -> None:
+    upstream = FakeUpstream(submit_error=error)
+    with pytest.raises(type(error)):
+        submitter(world, upstream).submit("alice", request())
+    (job,) = world["store"].items.values()
+    assert job.status is JobStatus.FAILED
+    assert job.error.type == error_type
+    assert len(upstream.submitted) == 1
+    assert world["workflow"].started == []
+
+
+# --- poll -------------------------------------------------------------------------------------
+def make_job(world: dict[str, Any], **req: Any) -> str:
+    job = submitter(world, FakeUpstream()).submit("alice", request(**req))
+    return job.job_id
+
+
+def poller(world: dict[str, Any], results: list[Any]) -> PollService:
+    return PollService(store=world["store"], upstream=lambda: FakeUpstream(results), settings=settings(), clock=world["clock"])
+
+
+def pred(status: str, **kw: Any) -> UpstreamPrediction:
+    return UpstreamPrediction(id="a" * 32, status=status, **kw)
+
+
+def test_unknown_status_keeps_polling_with_capped_backoff(world: dict[str, Any]) -> None:
+    job_id = make_job(world)
+    upstream = FakeUpstream([pred("queued-somewhere")] * 5)
+    svc = PollService(store=world["store"], upstream=lambda: upstream, settings=settings(), clock=world["clock"])
+    waits = [svc.check(job_id).wait_seconds for _ in range(5)]
+    assert waits == [1, 2, 4, 4, 4]
+    assert world["store"].get(job_id).status is JobStatus.CREATED
+
+
+def test_completed_result_records_outputs_and_moves_to_processing(world: dict[str, Any]) -> None:
+    job_id = make_job(world)
+    outcome = poller(world, [pred("completed", outputs=["https://cdn/x.jpeg"], has_nsfw_contents=[False])]).check(job_id)
+    assert outcome.status == "completed"
+    job = world["store"].get(job_id)
+    assert job.status is JobStatus.PROCESSING
+    assert job.upstream_outputs == ["https://cdn/x.jpeg"]
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "timeout", "deleted"])
+def test_terminal_upstream_failure_fails_the_job(world: dict[str, Any], status: str) -> None:
+    job_id = make_job(world)
+    assert poller(world, [pred(status, error="nsfw")]).check(job_id).status == "failed"
+    assert world["store"].get(job_id).error.type == f"upstream_{status}"
+
+
+def test_transient_upstream_errors_keep_polling_until_the_deadline(world: dict[str, Any]) -> None:
+    job_id = make_job(world)
+    svc = poller(world, [UpstreamUnavailableError("502")])
+    assert svc.check(job_id).status == "created"
+    world["clock"].now = T0 + timedelta(seconds=61)
+    outcome = svc.check(job_id)
+    assert outcome.status == "timeout"
+    assert world["store"].get(job_id).status is JobStatus.TIMEOUT
+
+
+def test_task_unknown_upstream_fails_the_job(world: dict[str, Any]) -> None:
+    job_id = make_job(world)
+    assert poller(world, [UnknownTaskError("404")]).check(job_id).status == "failed"
+
+
+def test_a_finished_job_never_moves_backwards(world: dict[str, Any]) -> None:
+    job_id = make_job(world)
+    FailService(world["store"]).mark_failed(job_id, "x", "boom")
+    # A late "completed" from the upstream cannot revive it.
+    assert poller(world, [pred("completed", outputs=["u"])]).check(job_id).status == "failed"
+    assert world["store"].transition(job_id, JobStatus.COMPLETED) is None
+    assert world["store"].get(job_id).status is JobStatus.FAILED
+
+
+# --- store outputs ----------------------------------------------------------------------------
+def outputs_service(world: dict[str, Any], files: dict[str, bytes | int], **kw: Any) -> tuple[OutputService, MemoryOutputStore]:
+    bucket = MemoryOutputStore()
+    svc = OutputService(store=world["store"], outputs=bucket, sources=MemoryOutputSource(files), settings=settings(**kw), clock=world["clock"])
+    return svc, bucket
+
+
+def completed_job(world: dict[str, Any], urls: list[str], **req: Any) -> str:
+    job_id = make_job(world, **req)
+    poller(world, [pred("completed", outputs=urls, has_nsfw_contents=[False] * len(urls))]).check(job_id)
+    return job_id
+
+
+def test_outputs_are_copied_with_content_type_and_job_completes(world: dict[str, Any]) -> None:
+    job_id = completed_job(world, ["https://cdn/0.png", "https://cdn/1.png"], output_format="png", num_images=2)
+    svc, bucket = outputs_service(world, {"https://cdn/0.png": image_bytes("PNG"), "https://cdn/1.png": image_bytes("PNG")})
+    assert svc.store_outputs(job_id) == "completed"
+    assert sorted(bucket.objects) == [f"outputs/{job_id}/0.png", f"outputs/{job_id}/1.png"]
+    assert {ct for _, ct in bucket.objects.values()} == {"image/png"}
+    assert [o.width for o in world["store"].get(job_id).outputs] == [256, 256]
+
+
+def test_base64_outputs_are_decoded_and_stored(world: dict[str, Any]) -> None:
+    import base64
+
+    job_id = completed_job(world, [base64.b64encode(image_bytes()).decode()])
+    svc, bucket = outputs_service(world, {})
+    assert svc.store_outputs(job_id) == "completed"
+    assert list(bucket.objects) == [f"outputs/{job_id}/0.jpeg"]
+
+
+@pytest.mark.parametrize(
+    ("served", "fragment"),
+    [
+        (404, "HTTP 404"),
+        (b"<html>not an image</html>", "not a JPEG, PNG or WebP"),
+        (image_bytes("PNG"), "is png, but jpeg was requested"),
+        (image_bytes("JPEG", (512, 256)), "is 512x256, but 256x256 was requested"),
+    ],
+)
+def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(world: dict[str, Any], served: Any, fragment: str) -> None:
+    job_id = completed_job(world, ["https://cdn/0.jpeg"])
+    svc, _ = outputs_service(world, {"https://cdn/0.jpeg": served})
+    assert svc.store_outputs(job_id) == "failed"
+    job = world["store"].get(job_id)
+    assert job.error.type == "output_unavailable"
+    assert fragment in job.error.message
+
+
+def test_outputs_over_the_byte_cap_fail_the_job(world: dict[str, Any]) -> None:
+    job_id = completed_job(world, ["https://cdn/0.png"], output_format="png")
+    big = image_bytes("PNG") + b"\0" * 300_000
+    svc, _ = outputs_service(world, {"https://cdn/0.png": big}, MAX_OUTPUT_BYTES=200_000)
+    assert svc.store_outputs(job_id) == "failed"
+    assert "larger than" in world["store"].get(job_id).error.message
+
+
+# --- notify -----------------------------------------------------------------------------------
+def notifier(world: dict[str, Any], statuses: list[int], **kw: Any) -> tuple[NotifyService, RecordingNotifier, ScriptedSender]:
+    sns, sender = RecordingNotifier(), ScriptedSender(statuses)
+    s = settings(WEBHOOK_RETRY_SPAN_SECONDS=100, WEBHOOK_RETRY_BASE_SECONDS=5, **kw)
+    svc = NotifyService(
+        store=world["store"], notifier=sns, sender=sender, secrets=world["secrets"],
+        presenter=PredictionPresenter(MemoryOutputStore(), s), settings=s, check_url=refuse_private, clock=world["clock"],
+    )
+    return svc, sns, sender
+
+
+def failed_job_with_webhook(world: dict[str, Any], url: str = "https://hooks.example/x") -> str:
+    job = submitter(world, FakeUpstream()).submit("alice", request(), webhook_url=url)
+    world["store"].transition(job.job_id, JobStatus.FAILED, error=JobError(type="t", message="m"))
+    return job.job_id
+
+
+def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delivered(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, sns, sender = notifier(world, [500, 503, 200])
+    first = svc.notify(job_id, 0)
+    second = svc.notify(job_id, first.attempt)
+    third = svc.notify(job_id, second.attempt)
+    assert (first.webhook, first.wait_seconds) == ("retry", 5)
+    assert (second.webhook, second.wait_seconds) == ("retry", 10)
+    assert third.webhook == "delivered"
+    assert len(sns.messages) == 1
+    message, attributes = sns.messages[0]
+    assert attributes == {"status": "failed", "owner": "alice", "source": "api"}
+    assert message["job_id"] == job_id
+    # The webhook body is the prediction object; it is delivered with the owner's secret.
+    url, payload, secrets = sender.calls[-1]
+    assert payload["id"] == job_id and payload["status"] == "failed"
+    assert secrets == [world["secrets"].current("alice")]
+
+
+def test_webhook_gives_up_after_the_retry_span(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, _ = notifier(world, [500, 500])
+    assert svc.notify(job_id, 0).webhook == "retry"
+    world["clock"].now = T0 + timedelta(seconds=101)
+    assert svc.notify(job_id, 1).webhook == "gave_up"
+    assert world["store"].get(job_id).webhook.state == "gave_up"
+
+
+def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    # The URL became unsafe since submit (e.g. DNS now points inside): recorded as a failed attempt.
+    world["store"].update(job_id, webhook=world["store"].get(job_id).webhook.model_copy(update={"url": "https://10.0.0.9/x"}))
+    svc, _, sender = notifier(world, [200])
+    outcome = svc.notify(job_id, 0)
+    assert outcome.webhook == "retry"
+    assert sender.calls == []
+    assert "private" in world["store"].get(job_id).webhook.last_error
