@@ -4,7 +4,6 @@ The authorizer resolves the API key to an owner and never denies (HTTP APIs cann
 own 401 body); `require_owner` turns a missing or bad key into the WaveSpeed 401 envelope here.
 """
 
-from __future__ import annotations
 
 import time
 from typing import Annotated, Any
@@ -19,8 +18,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fluxrelay.composition import container
 from fluxrelay.errors import FluxRelayError, UnauthorizedError
 from fluxrelay.http import envelope, error_response, from_error
+from fluxrelay.idempotency import MAX_KEY_LENGTH, register_context, run_once
 from fluxrelay.jobs import JobItem
-from fluxrelay.models import GenerationRequest, describe_errors
+from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors
 from fluxrelay.observability import logger, metrics, tracer
 from fluxrelay.service import get_owned
 
@@ -31,8 +31,12 @@ SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 _SYNC_POLL_SECONDS = 0.5
 
 
+def authorizer_context() -> dict[str, Any]:
+    return app.current_event.request_context.authorizer.get_lambda or {}
+
+
 def require_owner() -> str:
-    lambda_ctx: dict[str, Any] = app.current_event.request_context.authorizer.get_lambda or {}
+    lambda_ctx = authorizer_context()
     owner = lambda_ctx.get("owner") or ""
     if not owner:
         if lambda_ctx.get("auth_error") == "invalid":
@@ -47,11 +51,8 @@ def base_url() -> str:
     return configured or f"https://{app.current_event.request_context.domain_name}"
 
 
-def present(job: JobItem, code: int | None = None) -> Response:
-    prediction = container().presenter.present(job)
-    if code is not None:
-        prediction.code = code
-    return envelope(prediction)
+def present(job: JobItem, headers: dict[str, str] | None = None) -> Response:
+    return envelope(container().presenter.present(job), headers=headers)
 
 
 @app.post(SUBMIT_PATH)
@@ -59,22 +60,57 @@ def present(job: JobItem, code: int | None = None) -> Response:
 def submit(
     request: Annotated[GenerationRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
-) -> Response:
+) -> Response[Envelope[Prediction]]:
     owner = require_owner()
     c = container()
     if c.settings.lora_allowlist and request.loras:
         request = GenerationRequest.model_validate(
             request.model_dump(), context={"lora_allowlist": c.settings.lora_allowlist}
         )
-    job = c.submit.submit(owner, request, webhook_url=webhook, result_base_url=base_url())
+
+    def work() -> dict[str, Any]:
+        take_quota(request.num_images)
+        try:
+            job = c.submit.submit(owner, request, webhook_url=webhook, result_base_url=base_url())
+        except FluxRelayError as exc:
+            if exc.retryable or exc.http_status == 429:
+                raise  # nothing was created upstream: a retry with the same key may go ahead
+            return {"error": {"status": exc.http_status, "message": exc.message}}
+        return {"job_id": job.job_id}
+
+    key = app.current_event.headers.get("idempotency-key")
+    replayed = False
+    if key is None:
+        outcome = work()
+    else:
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            return error_response(400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
+        outcome, replayed = run_once(owner, key, payload, work)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    if "error" in outcome:
+        return error_response(outcome["error"]["status"], outcome["error"]["message"], headers=headers)
+    job = get_owned(c.jobs, owner, outcome["job_id"])
     logger.set_correlation_id(job.job_id)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     if request.enable_sync_mode:
-        return _wait_for(job)
-    return present(job)
+        return _wait_for(job, headers)
+    return present(job, headers=headers)
 
 
-def _wait_for(job: JobItem) -> Response:
+def take_quota(images: int) -> None:
+    """Per-key requests/minute and images/day; refused before anything is paid for."""
+    c = container()
+    ctx = authorizer_context()
+    c.limiter.take(
+        str(ctx.get("key_id") or ctx.get("owner")),
+        images=images,
+        requests_per_minute=int(ctx.get("requests_per_minute") or c.settings.default_requests_per_minute),
+        images_per_day=int(ctx.get("images_per_day") or c.settings.default_images_per_day),
+    )
+
+
+def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
     """Sync mode: wait below the API Gateway limit, then answer the final prediction or the
     WaveSpeed 5004 `processing` shape (the job goes on; the caller polls `urls.get`)."""
     c = container()
@@ -83,32 +119,32 @@ def _wait_for(job: JobItem) -> Response:
         time.sleep(_SYNC_POLL_SECONDS)
         job = c.jobs.get(job.job_id) or job
     if job.status.terminal:
-        return present(job)
+        return present(job, headers)
     prediction = c.presenter.present(job)
     prediction.status = "processing"
     prediction.code = 5004
     prediction.error = "Sync mode timed out; the task keeps running, poll urls.get for the result"
-    return envelope(prediction)
+    return envelope(prediction, headers=headers)
 
 
 @app.get("/api/v3/predictions/<job_id>/result")
-def get_result(job_id: str) -> Response:
+def get_result(job_id: str) -> Response[Envelope[Prediction]]:
     return present(get_owned(container().jobs, require_owner(), job_id))
 
 
 @app.get("/api/v3/predictions/<job_id>")
-def get_prediction(job_id: str) -> Response:
+def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
     return present(get_owned(container().jobs, require_owner(), job_id))
 
 
 @app.get("/api/v3/webhook/secret")
-def webhook_secret() -> Response:
+def webhook_secret() -> Response[Envelope[dict[str, str]]]:
     owner = require_owner()
     return envelope({"secret": container().webhook_secrets.current(owner)})
 
 
 @app.post("/api/v3/webhook/secret/rotate")
-def rotate_webhook_secret() -> Response:
+def rotate_webhook_secret() -> Response[Envelope[dict[str, Any]]]:
     owner = require_owner()
     c = container()
     doc = c.webhook_secrets.rotate(owner, c.settings.webhook_rotation_grace_seconds)
@@ -116,12 +152,12 @@ def rotate_webhook_secret() -> Response:
 
 
 @app.get("/health")
-def health() -> Response:
+def health() -> Response[Envelope[dict[str, str]]]:
     return envelope({"status": "ok"})
 
 
 @app.get("/openapi.json")
-def openapi() -> Response:
+def openapi() -> Response[dict[str, Any]]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="fluxrelay"))
 
 
@@ -154,4 +190,5 @@ def on_unexpected(exc: Exception) -> Response:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    register_context(context)
     return app.resolve(event, context)

@@ -50,4 +50,9 @@ def handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[
     if record is None:
         logger.info("unknown or revoked API key")
         return {"isAuthorized": True, "context": {"owner": "", "auth_error": "invalid"}}
-    return {"isAuthorized": True, "context": {"owner": record.owner, "key_id": record.key_id}}
+    context_out: dict[str, Any] = {"owner": record.owner, "key_id": record.key_id}
+    if record.requests_per_minute:
+        context_out["requests_per_minute"] = record.requests_per_minute
+    if record.images_per_day:
+        context_out["images_per_day"] = record.images_per_day
+    return {"isAuthorized": True, "context": context_out}

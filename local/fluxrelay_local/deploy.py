@@ -16,7 +16,11 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
+import warnings
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from samtranslator.translator.arn_generator import ArnGenerator
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import intrinsics_multi_constructor
 
+LOG = logging.getLogger(__name__)
 ARTIFACT_BUCKET = "fluxrelay-local-artifacts"
 ARTIFACT_KEY = "code/placeholder.zip"
 _DEFERRED_PREFIX = "FluxRelayLocalResolve"
@@ -129,6 +134,29 @@ class _NoManagedPolicies:
         return {}
 
 
+def unsupported_resource_types(cfn_template: dict[str, Any]) -> list[str]:
+    """Resource types moto's CloudFormation skips (e.g. AWS::ApiGatewayV2::*, served by apigw.py)."""
+    from moto.cloudformation.parsing import get_model_map
+
+    known = get_model_map()
+    types = {r["Type"] for r in cfn_template["Resources"].values()}
+    return sorted(t for t in types if t not in known and not t.startswith("Custom::"))
+
+
+@contextmanager
+def _quiet_moto_cloudformation() -> Iterator[None]:
+    # moto warns (logger + UserWarning) once per skipped resource; we report them once ourselves.
+    parsing_logger = logging.getLogger("moto.cloudformation.parsing")
+    level = parsing_logger.level
+    parsing_logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
+        try:
+            yield
+        finally:
+            parsing_logger.setLevel(level)
+
+
 def _placeholder_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -226,6 +254,7 @@ def deploy_template(
     region: str,
     parameter_overrides: dict[str, str] | None = None,
     wavespeed_api_key: str | None = None,
+    on_functions_ready: Callable[[DeployedStack], None] | None = None,
 ) -> DeployedStack:
     """Deploy `template_path` into the moto server that `AWS_ENDPOINT_URL` points at."""
     template_path = template_path.resolve()
@@ -248,6 +277,7 @@ def deploy_template(
     deferred = _Deferred()
     machine_extras: dict[str, dict[str, Any]] = {}
     notifications: dict[str, dict[str, Any]] = {}
+    mappings: dict[str, dict[str, Any]] = {}
     for logical_id, resource in cfn_template["Resources"].items():
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::StepFunctions::StateMachine":
@@ -259,15 +289,21 @@ def deploy_template(
             }
         elif resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
             notifications[logical_id] = deferred.defer(props["NotificationConfiguration"])
+        elif resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            mappings[logical_id] = deferred.defer(props)
     cfn_template.setdefault("Outputs", {}).update(deferred.outputs)
 
     cfn = boto3.client("cloudformation", region_name=region)
-    stack_id = cfn.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(cfn_template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )["StackId"]
+    skipped = unsupported_resource_types(cfn_template)
+    if skipped:
+        LOG.info("moto's CloudFormation skips %s (emulated or not needed locally)", ", ".join(skipped))
+    with _quiet_moto_cloudformation():
+        stack_id = cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(cfn_template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )["StackId"]
     described = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":
         reasons = [
@@ -296,9 +332,13 @@ def deploy_template(
         outputs=outputs,
     )
     _collect_functions(stack, code_dirs)
+    if on_functions_ready is not None:
+        # Before anything can invoke a function: applying a bucket notification makes S3 send an
+        # s3:TestEvent to the queue, which the event-source mapping delivers to the function at once.
+        on_functions_ready(stack)
     _recreate_state_machines(stack, machine_extras, definitions, all_outputs)
+    _ensure_event_source_mappings(stack, mappings, all_outputs)
     _apply_bucket_notifications(stack, notifications, all_outputs)
-    _ensure_event_source_mappings(stack)
     _create_wavespeed_secret(stack, wavespeed_api_key)
     return stack
 
@@ -365,23 +405,22 @@ def _apply_bucket_notifications(
         )
 
 
-def _ensure_event_source_mappings(stack: DeployedStack) -> None:
+def _ensure_event_source_mappings(
+    stack: DeployedStack, mappings: dict[str, dict[str, Any]], outputs: dict[str, str]
+) -> None:
+    # moto 5.2.5's CloudFormation does create them; this covers versions/shapes where it does not.
     lam = boto3.client("lambda", region_name=stack.region)
-    existing = {
-        (m["EventSourceArn"], m["FunctionArn"])
-        for m in lam.list_event_source_mappings().get("EventSourceMappings", [])
-    }
-    for logical_id, resource in stack.cfn_template["Resources"].items():
-        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+    for logical_id, props in mappings.items():
+        if stack.resources.get(logical_id, ("", ""))[1]:
             continue
-        if logical_id in stack.resources and any(
-            fn.logical_id in logical_id and any(e[1] == fn.arn for e in existing)
-            for fn in stack.functions.values()
-        ):
-            continue
-        raise DeployError(
-            f"{logical_id}: moto's CloudFormation did not create this event source mapping"
-        )
+        resolved = _Deferred.resolve(props, outputs)
+        kwargs = {
+            k: v
+            for k, v in resolved.items()
+            if k in ("EventSourceArn", "FunctionName", "BatchSize", "Enabled", "MaximumBatchingWindowInSeconds")
+        }
+        created = lam.create_event_source_mapping(**kwargs)
+        stack.resources[logical_id] = ("AWS::Lambda::EventSourceMapping", created["UUID"])
 
 
 def _create_wavespeed_secret(stack: DeployedStack, api_key: str | None) -> None:

@@ -290,7 +290,8 @@ class StandIn:
         handler = _QuietHandler if self._quiet else WSGIRequestHandler
         self._server = make_server(self.host, self.port, self, threaded=True, request_handler=handler)
         self._webhook_http = httpx.Client(timeout=httpx.Timeout(5.0), follow_redirects=False)
-        self._spawn(self._server.serve_forever, "standin-http")
+        # A short poll interval keeps stop() fast (serve_forever checks for shutdown this often).
+        self._spawn(self._server.serve_forever, "standin-http", 0.05)
         self._spawn(self._dispatch_webhooks, "standin-webhooks")
         return self
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.fetch import GuardedOutputSource
 from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
 from fluxrelay.adapters.s3 import S3OutputStore
@@ -49,6 +50,10 @@ class Container:
     @cached_property
     def keys(self) -> DynamoApiKeyStore:
         return DynamoApiKeyStore(self.settings.table_name)
+
+    @cached_property
+    def limiter(self) -> DynamoLimiter:
+        return DynamoLimiter(self.settings.table_name)
 
     @cached_property
     def outputs(self) -> S3OutputStore:

@@ -18,8 +18,12 @@ def envelope(data: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(status_code=status, content_type=JSON, body=json.dumps(success(data)), headers=headers)
 
 
-def error_response(status: int, message: str, *, retry_after: float | None = None) -> Response:
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+def error_response(
+    status: int, message: str, *, retry_after: float | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return Response(status_code=status, content_type=JSON, body=json.dumps(error_body(status, message)), headers=headers)
 
 

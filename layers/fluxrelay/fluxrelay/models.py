@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -70,6 +70,7 @@ __all__ = [
     "UploadTicket",
     "UploadTicketRequest",
     "UtcDatetime",
+    "describe_errors",
     "describe_validation_error",
     "error_body",
     "success",
@@ -552,9 +553,18 @@ def describe_validation_error(exc: ValidationError) -> str:
     Sentences name the field path (`loras[1].scale`, `body` for the whole document) and the rule;
     they never contain a traceback, pydantic's docs URL, or the rejected value.
     """
+    return describe_errors(exc.errors(include_url=False, include_input=False))
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """`describe_validation_error` for raw error dicts, e.g. Powertools' RequestValidationError,
+    whose locations start with where the value came from ("body", "query")."""
     sentences: list[str] = []
-    for error in exc.errors(include_url=False, include_input=False):
-        sentence = _sentence(error)
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        sentence = _sentence({**error, "loc": loc})
         if sentence not in sentences:
             sentences.append(sentence)
     return "; ".join(sentences)

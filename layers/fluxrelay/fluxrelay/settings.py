@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     sync_wait_seconds: float = Field(25.0, validation_alias="SYNC_WAIT_SECONDS")
     job_ttl_days: int = Field(30, validation_alias="JOB_TTL_DAYS")
 
+    # --- limits (per API key; a key's own values override these defaults) ---
+    default_requests_per_minute: int = Field(60, validation_alias="DEFAULT_REQUESTS_PER_MINUTE")
+    default_images_per_day: int = Field(1000, validation_alias="DEFAULT_IMAGES_PER_DAY")
+    idempotency_ttl_seconds: int = Field(24 * 3600, validation_alias="IDEMPOTENCY_TTL_SECONDS")
+
     # --- policy ---
     url_policy: UrlPolicyName = Field(UrlPolicyName.STRICT, validation_alias="FLUXRELAY_URL_POLICY")
     lora_allowlist: Annotated[list[str], NoDecode] = Field(

@@ -1,0 +1,327 @@
+"""Static checks of statemachines/generation.asl.json against the Workflow contract (CONTRACTS.md).
+
+moto runs this ASL in the integration tests but forgives what AWS does not (a Next to a missing
+state, a Choice on a missing field): these checks stand in for AWS's own validation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import cfn_yaml
+from statelint.config import Config
+from statelint.linter import Linter
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = ROOT / "statemachines" / "generation.asl.json"
+TEMPLATE_PATH = ROOT / "template.yaml"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+EXECUTION_INPUT = {"job_id", "wait_seconds"}
+# What each task function always returns (the Workflow contract), by substitution name.
+TASK_OUTPUTS = {
+    "CheckResultFunctionArn": {"job_id", "status", "wait_seconds"},
+    "StoreOutputsFunctionArn": {"job_id", "status"},
+    "MarkFailedFunctionArn": {"job_id", "status"},
+    "NotifyFunctionArn": {"job_id", "attempt", "webhook", "wait_seconds"},
+}
+TRANSIENT_LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+STATES_WITH_CATCH = {"CheckResult", "StoreOutputs"}
+MAX_TRANSITIONS = 15
+
+
+def _substitutions() -> dict[str, str]:
+    """Plausible values for every DefinitionSubstitution, derived from the template."""
+    template = cfn_yaml.load(str(TEMPLATE_PATH))
+    subs = template["Resources"]["GenerationStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    values = {}
+    for key, value in subs.items():
+        if "Fn::GetAtt" in value:
+            values[key] = f"arn:aws:lambda:us-east-1:123456789012:function:fluxrelay-{value['Fn::GetAtt'][0]}"
+        else:
+            values[key] = str(template["Parameters"][value["Ref"]]["Default"])
+    return values
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    """The definition with every placeholder (quoted or bare) kept recognisable as "{{Name}}"."""
+    return json.loads(re.sub(r'"?\$\{([A-Za-z0-9_]+)\}"?', r'"{{\1}}"', ASL_PATH.read_text()))
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    return json.loads(render(ASL_PATH.read_text(), _substitutions()))
+
+
+@pytest.fixture(scope="module")
+def states(asl: dict[str, Any]) -> dict[str, Any]:
+    return asl["States"]
+
+
+def _task_function(raw: dict[str, Any], name: str) -> str:
+    match = re.fullmatch(r"\{\{(\w+)\}\}", raw["States"][name]["Resource"])
+    assert match, f"{name}: Resource must be a plain function ARN substitution"
+    return match.group(1)
+
+
+def _successors(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, target) for every edge leaving a state."""
+    edges = [("next", state["Next"])] if "Next" in state else []
+    edges += [("choice", c["Next"]) for c in state.get("Choices", [])]
+    edges += [("default", state["Default"])] if "Default" in state else []
+    edges += [("catch", c["Next"]) for c in state.get("Catch", [])]
+    return edges
+
+
+def _paths_read(state: dict[str, Any]) -> set[str]:
+    """Top-level input fields a state reads with JSONPath."""
+    paths: list[str] = []
+    if "SecondsPath" in state:
+        paths.append(state["SecondsPath"])
+    for key, value in state.get("Parameters", {}).items():
+        if key.endswith(".$"):
+            paths.append(value)
+
+    def rule_variables(rule: dict[str, Any]) -> None:
+        if "Variable" in rule:
+            paths.append(rule["Variable"])
+        for nested in rule.get("And", []) + rule.get("Or", []) + ([rule["Not"]] if "Not" in rule else []):
+            rule_variables(nested)
+
+    for rule in state.get("Choices", []):
+        rule_variables(rule)
+    fields = set()
+    for path in paths:
+        match = re.fullmatch(r"\$\.(\w+)(?:\..*)?", path)
+        assert match, f"unexpected path {path}"
+        fields.add(match.group(1))
+    return fields
+
+
+def _fields_at_entry(raw: dict[str, Any]) -> dict[str, set[str]]:
+    """Fields every input of each state is guaranteed to carry (forward analysis, intersection)."""
+    states = raw["States"]
+    everything = set().union(EXECUTION_INPUT, *TASK_OUTPUTS.values(), {"error"})
+    entry = {name: set(everything) for name in states}
+    entry[raw["StartAt"]] = set(EXECUTION_INPUT)
+    changed = True
+    while changed:
+        changed = False
+        incoming: dict[str, list[set[str]]] = {name: [] for name in states}
+        incoming[raw["StartAt"]].append(set(EXECUTION_INPUT))
+        for name, state in states.items():
+            for kind, target in _successors(state):
+                if kind == "catch":
+                    (catcher,) = [c for c in state["Catch"] if c["Next"] == target]
+                    assert catcher["ResultPath"] == "$.error"
+                    incoming[target].append(entry[name] | {"error"})
+                elif state["Type"] == "Task":
+                    incoming[target].append(TASK_OUTPUTS[_task_function(raw, name)])
+                else:  # Choice, Wait, Pass without Result: the input passes through
+                    incoming[target].append(entry[name])
+        for name in states:
+            new = set.intersection(*incoming[name]) if incoming[name] else set(everything)
+            if new != entry[name]:
+                entry[name], changed = new, True
+    return entry
+
+
+def test_statelint_accepts_the_rendered_definition() -> None:
+    rendered = render(ASL_PATH.read_text(), _substitutions())
+    assert PLACEHOLDER.search(rendered) is None
+    assert Linter.validate(json.loads(rendered), Config()) == []
+
+
+def test_statelint_catches_a_dangling_next(asl: dict[str, Any]) -> None:
+    # The linter really runs: a broken copy is rejected.
+    broken = json.loads(json.dumps(asl))
+    broken["States"]["CheckResult"]["Next"] = "NoSuchState"
+    assert Linter.validate(broken, Config()) != []
+
+
+def test_definition_is_jsonpath_with_a_bounded_execution_time(
+    asl: dict[str, Any], raw: dict[str, Any]
+) -> None:
+    assert asl.get("QueryLanguage", "JSONPath") == "JSONPath"
+    assert all(s.get("QueryLanguage", "JSONPath") == "JSONPath" for s in asl["States"].values())
+    assert raw["TimeoutSeconds"] == "{{WorkflowTimeoutSeconds}}"
+    assert isinstance(asl["TimeoutSeconds"], int)
+    assert asl["TimeoutSeconds"] > 0
+
+
+def test_every_transition_target_exists_and_every_state_is_reachable(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        assert name in states, f"transition to missing state {name}"
+        seen.add(name)
+        todo += [target for _, target in _successors(states[name])]
+    assert seen == set(states)
+
+
+def test_tasks_invoke_plain_function_arns_of_contract_functions(raw: dict[str, Any]) -> None:
+    tasks = [name for name, s in raw["States"].items() if s["Type"] == "Task"]
+    assert {_task_function(raw, name) for name in tasks} == set(TASK_OUTPUTS)
+
+
+def test_every_task_retries_transient_lambda_errors(states: dict[str, Any]) -> None:
+    for name, state in states.items():
+        if state["Type"] != "Task":
+            continue
+        transient = [r for r in state.get("Retry", []) if set(r["ErrorEquals"]) == TRANSIENT_LAMBDA_ERRORS]
+        assert len(transient) == 1, name
+        (retry,) = transient
+        assert retry["IntervalSeconds"] == 1
+        assert retry["MaxAttempts"] == 3
+        assert retry["BackoffRate"] == 2
+        assert retry["JitterStrategy"] == "FULL"
+        # A States.ALL retrier must come last; none is used here at all.
+        assert all("States.ALL" not in r["ErrorEquals"] for r in state["Retry"]), name
+
+
+def test_check_result_backs_off_on_upstream_outages_and_rate_limits(states: dict[str, Any]) -> None:
+    retriers = states["CheckResult"]["Retry"]
+    upstream = [
+        r
+        for r in retriers
+        if {"UpstreamUnavailableError", "UpstreamRateLimitedError"} <= set(r["ErrorEquals"])
+    ]
+    assert len(upstream) == 1
+    assert upstream[0]["BackoffRate"] > 1
+    assert upstream[0]["MaxAttempts"] >= 2
+
+
+def test_upstream_error_names_are_real_exception_classes() -> None:
+    from fluxrelay import errors
+
+    assert issubclass(errors.UpstreamUnavailableError, Exception)
+    assert issubclass(errors.UpstreamRateLimitedError, Exception)
+
+
+def test_failures_are_caught_into_mark_failed_where_the_contract_says(states: dict[str, Any]) -> None:
+    for name, state in states.items():
+        catchers = state.get("Catch", [])
+        if name in STATES_WITH_CATCH:
+            assert catchers == [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
+            ]
+        else:
+            assert catchers == [], name
+    assert states["MarkFailed"]["Parameters"] == {"job_id.$": "$.job_id", "error.$": "$.error"}
+
+
+def test_tasks_pass_only_what_the_function_needs(states: dict[str, Any]) -> None:
+    expected = {
+        "CheckResult": {"job_id.$": "$.job_id"},
+        "StoreOutputs": {"job_id.$": "$.job_id"},
+        "MarkFailed": {"job_id.$": "$.job_id", "error.$": "$.error"},
+        "Notify": {"job_id.$": "$.job_id"},
+        "RedeliverWebhook": {"job_id.$": "$.job_id", "attempt.$": "$.attempt"},
+    }
+    assert {n: s["Parameters"] for n, s in states.items() if s["Type"] == "Task"} == expected
+
+
+def test_every_field_a_state_reads_is_always_present(raw: dict[str, Any]) -> None:
+    # AWS fails the execution on a Choice/Parameters path to a missing field (moto does not).
+    entry = _fields_at_entry(raw)
+    for name, state in raw["States"].items():
+        missing = _paths_read(state) - entry[name]
+        assert not missing, f"{name} reads {missing}, not always in its input {entry[name]}"
+
+
+def test_choices_route_statuses_per_contract(states: dict[str, Any]) -> None:
+    assert _run(states, check_statuses=["completed"])[:4] == [
+        "WaitForResult",
+        "CheckResult",
+        "IsFinished",
+        "StoreOutputs",
+    ]
+    for status in ("failed", "timeout"):
+        assert _run(states, check_statuses=[status])[3] == "Notify"
+    assert _run(states, check_statuses=["created", "processing", "completed"]).count("WaitForResult") == 3
+
+
+def _run(
+    states: dict[str, Any], check_statuses: list[str], webhooks: tuple[str, ...] = ("none",), limit: int = 200
+) -> list[str]:
+    """Walk the graph the way the workflow runs for scripted task results; returns entered states."""
+    polls, deliveries = iter(check_statuses), iter(webhooks)
+    outputs = {
+        "CheckResult": lambda: {"job_id": "j", "status": next(polls), "wait_seconds": 1},
+        "StoreOutputs": lambda: {"job_id": "j", "status": "completed"},
+        "MarkFailed": lambda: {"job_id": "j", "status": "failed"},
+        "Notify": lambda: {"job_id": "j", "attempt": 0, "webhook": next(deliveries), "wait_seconds": 5},
+        "RedeliverWebhook": lambda: {
+            "job_id": "j",
+            "attempt": 1,
+            "webhook": next(deliveries),
+            "wait_seconds": 5,
+        },
+    }
+
+    def matches(rule: dict[str, Any], data: dict[str, Any]) -> bool:
+        if "Or" in rule:
+            return any(matches(r, data) for r in rule["Or"])
+        if "And" in rule:
+            return all(matches(r, data) for r in rule["And"])
+        if "Not" in rule:
+            return not matches(rule["Not"], data)
+        assert set(rule) <= {"Variable", "StringEquals", "Next"}, rule
+        return data[rule["Variable"].removeprefix("$.")] == rule["StringEquals"]
+
+    entered, name, data = [], "WaitForResult", {"job_id": "j", "wait_seconds": 2}
+    while len(entered) < limit:
+        entered.append(name)
+        state = states[name]
+        if state["Type"] in {"Succeed", "Fail"}:
+            return entered
+        if state["Type"] == "Task":
+            data = outputs[name]()
+        if state["Type"] == "Choice":
+            name = next((c["Next"] for c in state["Choices"] if matches(c, data)), state["Default"])
+        else:
+            name = state["Next"]
+    raise AssertionError(f"no end after {limit} states: {entered[-10:]}")
+
+
+def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states: dict[str, Any]) -> None:
+    entered = _run(states, check_statuses=["completed"], webhooks=("none",))
+    assert entered == [
+        "WaitForResult",
+        "CheckResult",
+        "IsFinished",
+        "StoreOutputs",
+        "Notify",
+        "WebhookRetry",
+        "Done",
+    ]
+    assert len(entered) <= MAX_TRANSITIONS
+
+
+def test_a_delivered_webhook_after_one_extra_poll_still_fits_the_budget(states: dict[str, Any]) -> None:
+    entered = _run(states, check_statuses=["processing", "completed"], webhooks=("delivered",))
+    assert len(entered) <= MAX_TRANSITIONS
+
+
+def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states: dict[str, Any]) -> None:
+    entered = _run(states, check_statuses=["failed"], webhooks=("retry", "retry", "gave_up"))
+    assert entered.count("WaitBeforeRedelivery") == 2
+    assert entered.count("RedeliverWebhook") == 2
+    assert entered[-1] == "Done"

@@ -1,0 +1,468 @@
+"""Static checks of template.yaml: the contract between the template, the ASL and the code."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_file
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+ASL_PATH = ROOT / "statemachines" / "generation.asl.json"
+
+FUNCTIONS = {
+    "ApiFunction": "api",
+    "AuthorizerFunction": "authorizer",
+    "CheckResultFunction": "check_result",
+    "StoreOutputsFunction": "store_outputs",
+    "MarkFailedFunction": "mark_failed",
+    "NotifyFunction": "notify",
+    "S3TriggerFunction": "s3_trigger",
+}
+UPSTREAM_CALLERS = {"ApiFunction", "CheckResultFunction", "S3TriggerFunction"}
+STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction"}
+WAVESPEED_SECRET_ARN = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${WaveSpeedSecretName}-*"
+)
+WEBHOOK_SECRETS_ARN = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/webhook/*"
+)
+# The only actions allowed on Resource "*": AWS offers no resource-level permissions for them.
+WILDCARD_RESOURCE_ACTIONS = {
+    # Step Functions -> CloudWatch Logs vended delivery
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    # X-Ray (SAM adds AWSXrayWriteOnlyAccess itself for Tracing; listed in case it is written inline)
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+}
+# Parameters -> environment variables (CONTRACTS.md "Template contract", settings.py aliases).
+PARAMETER_ENV = {
+    "WaveSpeedBaseUrl": "WAVESPEED_BASE_URL",
+    "WaveSpeedSecretName": "WAVESPEED_SECRET_NAME",
+    "ExpectedSecondsPerImage": "EXPECTED_SECONDS_PER_IMAGE",
+    "PollIntervalSeconds": "POLL_INTERVAL_SECONDS",
+    "PollMaxIntervalSeconds": "POLL_MAX_INTERVAL_SECONDS",
+    "JobDeadlineSeconds": "JOB_DEADLINE_SECONDS",
+    "OutputUrlTtlSeconds": "OUTPUT_URL_TTL_SECONDS",
+    "WebhookRetrySpanSeconds": "WEBHOOK_RETRY_SPAN_SECONDS",
+    "WebhookRetryBaseSeconds": "WEBHOOK_RETRY_BASE_SECONDS",
+    "UrlPolicy": "FLUXRELAY_URL_POLICY",
+    "LoraAllowlist": "LORA_ALLOWLIST",
+    "LogLevel": "POWERTOOLS_LOG_LEVEL",
+}
+RESOURCE_ENV = {"TABLE_NAME": "JobsTable", "BUCKET_NAME": "MediaBucket", "TOPIC_ARN": "JobEventsTopic"}
+ROUTES = {
+    ("POST", "/api/v3/wavespeed-ai/flux-schnell-lora"): True,
+    ("GET", "/api/v3/predictions/{id}/result"): True,
+    ("GET", "/api/v3/predictions/{id}"): True,
+    ("GET", "/api/v3/webhook/secret"): True,
+    ("POST", "/api/v3/webhook/secret/rotate"): True,
+    ("POST", "/api/v3/media/uploads"): True,
+    ("POST", "/api/v3/media/upload/binary"): True,
+    ("POST", "/api/v3/img2img/uploads"): True,
+    ("GET", "/health"): False,
+    ("GET", "/openapi.json"): False,
+}
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return cfn_yaml.load(str(TEMPLATE_PATH))
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def _props(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return resources[logical_id]["Properties"]
+
+
+def _function_setting(template: dict[str, Any], logical_id: str, key: str) -> Any:
+    props = template["Resources"][logical_id]["Properties"]
+    return props.get(key, template["Globals"]["Function"].get(key))
+
+
+def _environment(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    # SAM merges Globals and function environment maps (the function wins).
+    merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    props = template["Resources"][logical_id]["Properties"]
+    merged.update(props.get("Environment", {}).get("Variables", {}))
+    return merged
+
+
+def _policy_templates(resources: dict[str, Any], logical_id: str) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for policy in _props(resources, logical_id).get("Policies", []):
+        if isinstance(policy, dict) and "Statement" not in policy:
+            ((name, args),) = policy.items()
+            found.setdefault(name, []).append(args)
+    return found
+
+
+def _inline_statements(resources: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    statements = []
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        for policy in props.get("Policies", []) if isinstance(props.get("Policies"), list) else []:
+            if isinstance(policy, dict) and "Statement" in policy:
+                statements += [(logical_id, s) for s in policy["Statement"]]
+            elif isinstance(policy, dict) and "PolicyDocument" in policy:
+                statements += [(logical_id, s) for s in policy["PolicyDocument"]["Statement"]]
+        if "PolicyDocument" in props:
+            statements += [(logical_id, s) for s in props["PolicyDocument"]["Statement"]]
+    return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_top_level_sections_are_in_house_order(template: dict[str, Any]) -> None:
+    order = [k for k in template if k != "AWSTemplateFormatVersion"]
+    assert order == [
+        "Transform",
+        "Description",
+        "Parameters",
+        "Conditions",
+        "Globals",
+        "Resources",
+        "Outputs",
+    ]
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    matches = lint_file(TEMPLATE_PATH)
+    assert [str(m) for m in matches] == []
+
+
+def test_every_asl_placeholder_has_a_substitution_and_every_substitution_is_used(
+    resources: dict[str, Any],
+) -> None:
+    props = _props(resources, "GenerationStateMachine")
+    assert (ROOT / props["DefinitionUri"]) == ASL_PATH
+    placeholders = set(PLACEHOLDER.findall(ASL_PATH.read_text()))
+    substitutions = set(props["DefinitionSubstitutions"])
+    assert placeholders - substitutions == set(), "placeholders without a substitution"
+    assert substitutions - placeholders == set(), "substitutions the ASL never uses"
+
+
+def test_state_machine_invokes_exactly_its_task_functions(resources: dict[str, Any]) -> None:
+    props = _props(resources, "GenerationStateMachine")
+    arns = {
+        key: value["Fn::GetAtt"]
+        for key, value in props["DefinitionSubstitutions"].items()
+        if key.endswith("FunctionArn")
+    }
+    invoked = {
+        args["FunctionName"]["Ref"]
+        for args in _policy_templates(resources, "GenerationStateMachine")["LambdaInvokePolicy"]
+    }
+    assert {target[0] for target in arns.values()} == invoked
+    assert all(target[1] == "Arn" for target in arns.values())
+    assert props["Type"] == "STANDARD"
+    assert props["Tracing"] == {"Enabled": True}
+    assert props["Logging"]["Level"] == "ERROR"
+    assert props["Logging"]["IncludeExecutionData"] is False
+
+
+def test_workflow_timeout_default_covers_job_deadline_and_webhook_retries(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    default = {name: int(params[name]["Default"]) for name in params if params[name]["Type"] == "Number"}
+    assert (
+        default["WorkflowTimeoutSeconds"] > default["JobDeadlineSeconds"] + default["WebhookRetrySpanSeconds"]
+    )
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_function_runs_python313_on_arm64_with_the_layer(template: dict[str, Any], logical_id: str) -> None:
+    props = template["Resources"][logical_id]["Properties"]
+    assert template["Resources"][logical_id]["Type"] == "AWS::Serverless::Function"
+    runtime = _function_setting(template, logical_id, "Runtime")
+    assert re.fullmatch(r"python3\.(\d+)", runtime)
+    assert int(runtime.split(".")[1]) >= 13
+    assert _function_setting(template, logical_id, "Architectures") == ["arm64"]
+    assert _function_setting(template, logical_id, "Handler") == "app.handler"
+    assert _function_setting(template, logical_id, "Tracing") == "Active"
+    assert _function_setting(template, logical_id, "Layers") == [{"Ref": "FluxRelayLayer"}]
+    assert props["CodeUri"] == f"functions/{FUNCTIONS[logical_id]}/"
+    assert (ROOT / props["CodeUri"] / "app.py").is_file()
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_function_logs_to_its_own_log_group_with_retention(
+    resources: dict[str, Any], logical_id: str
+) -> None:
+    log_group = _props(resources, logical_id)["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[log_group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    others = [f for f in FUNCTIONS if f != logical_id]
+    assert all(_props(resources, f)["LoggingConfig"]["LogGroup"]["Ref"] != log_group for f in others)
+
+
+def test_every_log_group_has_retention(resources: dict[str, Any]) -> None:
+    groups = {k: r for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) == len(FUNCTIONS) + 2  # + API access logs + state machine
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+
+
+def test_api_function_answers_before_the_api_gateway_limit(template: dict[str, Any]) -> None:
+    assert int(_function_setting(template, "ApiFunction", "Timeout")) <= 29
+
+
+def test_layer_is_built_by_its_makefile_for_arm64(resources: dict[str, Any]) -> None:
+    layer = resources["FluxRelayLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert re.search(r"^build-FluxRelayLayer:", makefile, re.MULTILINE)
+    assert "manylinux2014_aarch64" in makefile
+    assert "--python-version 3.13" in makefile
+
+
+def test_layer_requirements_are_exactly_the_runtime_pins_of_pyproject() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requirements = [
+        line.strip()
+        for line in (ROOT / "layers" / "fluxrelay" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert requirements == pyproject["project"]["dependencies"]
+    assert all("==" in requirement for requirement in requirements)
+
+
+def test_http_api_routes_and_their_authorization(resources: dict[str, Any]) -> None:
+    api = _props(resources, "HttpApi")
+    auth = api["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer["EnableSimpleResponses"] is True
+    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
+    assert api["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+
+    routes = {}
+    for event in _props(resources, "ApiFunction")["Events"].values():
+        assert event["Type"] == "HttpApi"
+        p = event["Properties"]
+        assert p["ApiId"] == {"Ref": "HttpApi"}
+        routes[(p["Method"], p["Path"])] = p.get("Auth", {}).get("Authorizer") != "NONE"
+    assert routes == ROUTES
+
+
+def test_parameters_reach_every_function_as_contract_env_vars(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    for logical_id in FUNCTIONS:
+        env = _environment(template, logical_id)
+        for param, var in PARAMETER_ENV.items():
+            assert param in params
+            assert env[var] == {"Ref": param}, (logical_id, var)
+        for var, resource in RESOURCE_ENV.items():
+            assert env[var] == {"Ref": resource}, (logical_id, var)
+        assert env["POWERTOOLS_SERVICE_NAME"] == "fluxrelay"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"]
+        if logical_id in STATE_MACHINE_STARTERS:
+            assert env["STATE_MACHINE_ARN"] == {"Ref": "GenerationStateMachine"}
+        else:
+            # The state machine references the task functions: this would be a cycle.
+            assert "STATE_MACHINE_ARN" not in env
+    assert params["UrlPolicy"]["Default"] == "strict"
+    assert set(params["UrlPolicy"]["AllowedValues"]) == {"strict", "development"}
+    assert params["LoraAllowlist"]["Default"] == ""
+    assert int(params["Img2ImgMaxConcurrency"]["MinValue"]) >= 2
+
+
+def test_env_var_names_are_settings_aliases(template: dict[str, Any]) -> None:
+    from fluxrelay.settings import Settings
+
+    aliases = {field.validation_alias for field in Settings.model_fields.values()}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    for logical_id in FUNCTIONS:
+        assert set(_environment(template, logical_id)) - powertools <= aliases
+
+
+def test_every_parameter_is_used(template: dict[str, Any]) -> None:
+    text = TEMPLATE_PATH.read_text()
+    for name in template["Parameters"]:
+        uses = len(re.findall(rf"!Ref {name}\b|\$\{{{name}\}}|Ref: {name}\b", text))
+        assert uses >= 1, name
+
+
+def test_upstream_callers_and_only_they_read_the_wavespeed_secret(resources: dict[str, Any]) -> None:
+    for logical_id in FUNCTIONS:
+        grants = _policy_templates(resources, logical_id).get("AWSSecretsManagerGetSecretValuePolicy", [])
+        if logical_id in UPSTREAM_CALLERS:
+            assert grants == [{"SecretArn": {"Fn::Sub": WAVESPEED_SECRET_ARN}}]
+        else:
+            assert grants == []
+
+
+def test_webhook_secret_statements_are_scoped_to_the_stack_prefix(resources: dict[str, Any]) -> None:
+    expected = {
+        "ApiFunction": {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:CreateSecret",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:DescribeSecret",
+        },
+        "NotifyFunction": {"secretsmanager:GetSecretValue"},
+    }
+    granted: dict[str, set[str]] = {}
+    for logical_id, statement in _inline_statements(resources):
+        actions = set(_as_list(statement["Action"]))
+        if any(a.startswith("secretsmanager:") for a in actions):
+            assert statement["Resource"] == {"Fn::Sub": WEBHOOK_SECRETS_ARN}
+            granted.setdefault(logical_id, set()).update(actions)
+    assert granted == expected
+
+
+def test_policy_templates_are_scoped_by_reference(resources: dict[str, Any]) -> None:
+    for logical_id, resource in resources.items():
+        if resource["Type"] not in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
+            continue
+        for name, grants in _policy_templates(resources, logical_id).items():
+            for args in grants:
+                for value in args.values():
+                    assert isinstance(value, dict), f"{logical_id} {name} uses a literal {value!r}"
+                    assert {"Ref", "Fn::GetAtt", "Fn::Sub"} & set(value)
+
+
+def test_no_wildcard_resource_outside_the_documented_exceptions(resources: dict[str, Any]) -> None:
+    for logical_id, statement in _inline_statements(resources):
+        if statement["Effect"] != "Allow":
+            continue
+        if "*" in _as_list(statement["Resource"]):
+            actions = set(_as_list(statement["Action"]))
+            assert actions <= WILDCARD_RESOURCE_ACTIONS, (logical_id, actions - WILDCARD_RESOURCE_ACTIONS)
+        assert not any(a == "*" or a.endswith(":*") for a in _as_list(statement["Action"])), logical_id
+
+
+def test_no_hard_coded_physical_names(resources: dict[str, Any]) -> None:
+    name_keys = {"TableName", "BucketName", "TopicName", "QueueName", "FunctionName", "LogGroupName", "Name"}
+    for logical_id, resource in resources.items():
+        for key, value in resource.get("Properties", {}).items():
+            if key in name_keys:
+                assert not isinstance(value, str), f"{logical_id}.{key} is hard-coded"
+
+
+def test_jobs_table_matches_the_contract(resources: dict[str, Any]) -> None:
+    table = _props(resources, "JobsTable")
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    ((gsi),) = table["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by_owner"
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
+        "pk": "S",
+        "owner": "S",
+        "created_at": "S",
+    }
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_bucket_is_private_encrypted_and_expires_by_prefix(resources: dict[str, Any]) -> None:
+    bucket = _props(resources, "MediaBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert expiry["uploads/"] == 2
+    assert expiry["img2img/"] == 7
+    assert expiry["outputs/"] == {"Ref": "OutputRetentionDays"}
+    assert any(
+        r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 1}
+        for r in bucket["LifecycleConfiguration"]["Rules"]
+    )
+    (deny_tls,) = _props(resources, "MediaBucketPolicy")["PolicyDocument"]["Statement"]
+    assert deny_tls["Effect"] == "Deny"
+    assert deny_tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_img2img_uploads_reach_the_trigger_through_a_buffered_queue(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    (notification,) = _props(resources, "MediaBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Queue"] == {"Fn::GetAtt": ["Img2ImgQueue", "Arn"]}
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "img2img/"}]
+    assert "Img2ImgQueuePolicy" in _as_list(resources["MediaBucket"]["DependsOn"])
+
+    queue = _props(resources, "Img2ImgQueue")
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["Img2ImgDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    trigger_timeout = int(_function_setting(template, "S3TriggerFunction", "Timeout"))
+    assert int(queue["VisibilityTimeout"]) >= 6 * trigger_timeout
+
+    (event,) = _props(resources, "S3TriggerFunction")["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["Img2ImgQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "Img2ImgMaxConcurrency"}}
+    assert event["Properties"]["BatchSize"] == {"Ref": "Img2ImgBatchSize"}
+
+
+def test_queue_policy_names_the_bucket_it_receives_from(resources: dict[str, Any]) -> None:
+    # The bucket name is computed in two places (a reference would be a cycle): they must agree.
+    (statement,) = _props(resources, "Img2ImgQueuePolicy")["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn, source_vars = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    bucket_name, bucket_vars = _props(resources, "MediaBucket")["BucketName"]["Fn::Sub"]
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + bucket_name
+    assert source_vars == bucket_vars
+
+
+def test_topic_is_encrypted(resources: dict[str, Any]) -> None:
+    assert _props(resources, "JobEventsTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def test_alarms_watch_the_dlq_the_workflow_and_the_api(resources: dict[str, Any]) -> None:
+    def target(value: dict[str, Any]) -> str:
+        return value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0]
+
+    watched = {
+        (r["Properties"]["Namespace"], r["Properties"]["MetricName"], target(dimension["Value"]))
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for dimension in r["Properties"]["Dimensions"]
+    }
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Img2ImgDeadLetterQueue") in watched
+    assert ("AWS/States", "ExecutionsFailed", "GenerationStateMachine") in watched
+    assert ("AWS/Lambda", "Errors", "ApiFunction") in watched
+
+
+def test_outputs_name_everything_tests_and_tools_need(template: dict[str, Any]) -> None:
+    expected = {
+        "ApiUrl",
+        "TableName",
+        "BucketName",
+        "TopicArn",
+        "StateMachineArn",
+        "Img2ImgQueueUrl",
+        "Img2ImgDeadLetterQueueUrl",
+    } | {f"{logical_id}Name" for logical_id in FUNCTIONS}
+    assert expected <= set(template["Outputs"])
