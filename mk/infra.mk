@@ -10,12 +10,13 @@ endif
 export SAM_CLI_TELEMETRY ?= 0
 SAM_PYTHON ?= $(if $(PY313_BIN),$(PY313_BIN)/python3,python3)
 DEPLOY_ARGS ?= --guided
+# $(STAMP) (the main venv's install stamp) comes from the top-level Makefile; empty when run alone.
 
 .PHONY: lint-template validate build deploy
 
 # cfn-lint on the template, statelint on the ASL once every ${...} is substituted
 # ("${X}" -> a Lambda ARN, bare ${X} -> a number).
-lint-template:
+lint-template: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 	@tmp=$$(mktemp); trap 'rm -f $$tmp' EXIT; \
 	sed -E -e 's/"\$$\{([A-Za-z0-9_]+)\}"/"arn:aws:lambda:us-east-1:123456789012:function:\1"/g' \

@@ -19,8 +19,7 @@ import json
 import logging
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ ARTIFACT_BUCKET = "fluxrelay-local-artifacts"
 ARTIFACT_KEY = "code/placeholder.zip"
 _DEFERRED_PREFIX = "FluxRelayLocalResolve"
 _SENTINEL = "\x00fluxrelay-local-resolve:"
+_PLACEHOLDER_DEFINITION = {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Succeed"}}}
 
 
 class DeployError(RuntimeError):
@@ -143,18 +143,18 @@ def unsupported_resource_types(cfn_template: dict[str, Any]) -> list[str]:
     return sorted(t for t in types if t not in known and not t.startswith("Custom::"))
 
 
-@contextmanager
-def _quiet_moto_cloudformation() -> Iterator[None]:
-    # moto warns (logger + UserWarning) once per skipped resource; we report them once ourselves.
-    parsing_logger = logging.getLogger("moto.cloudformation.parsing")
-    level = parsing_logger.level
-    parsing_logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
-        try:
-            yield
-        finally:
-            parsing_logger.setLevel(level)
+class _SkipUnsupportedNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No Moto CloudFormation support")
+
+
+def quiet_moto_cloudformation() -> None:
+    """moto warns (log + UserWarning) about each skipped resource type every time it re-parses the
+    stack; deploy_template reports them once instead. Narrow, process-wide, idempotent."""
+    moto_logger = logging.getLogger("moto")
+    if not any(isinstance(f, _SkipUnsupportedNotice) for f in moto_logger.filters):
+        moto_logger.addFilter(_SkipUnsupportedNotice())
+    warnings.filterwarnings("ignore", message=r"Tried to parse .* not supported by moto")
 
 
 def _placeholder_zip() -> bytes:
@@ -172,7 +172,7 @@ def _is_local_path(value: Any) -> bool:
 
 def _prepare_sam(
     sam: dict[str, Any], base_dir: Path
-) -> tuple[dict[str, Any], dict[str, Path], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Path], dict[str, str]]:
     """Rewrite local artifact paths: returns (template, function code dirs, state machine definitions)."""
     sam = copy.deepcopy(sam)
     s3_uri = f"s3://{ARTIFACT_BUCKET}/{ARTIFACT_KEY}"
@@ -181,7 +181,7 @@ def _prepare_sam(
     if _is_local_path(global_code_uri):
         globals_fn["CodeUri"] = s3_uri
     code_dirs: dict[str, Path] = {}
-    definitions: dict[str, Any] = {}
+    definitions: dict[str, str] = {}
     for logical_id, resource in sam["Resources"].items():
         rtype = resource.get("Type")
         props = resource.setdefault("Properties", {})
@@ -198,12 +198,14 @@ def _prepare_sam(
             if uri is not None:
                 if not _is_local_path(uri):
                     raise DeployError(f"{logical_id}: only a local DefinitionUri is supported")
-                text = (base_dir / uri).read_text(encoding="utf-8")
-                props["Definition"] = (
-                    json.loads(text) if uri.endswith(".json") else yaml.load(text, Loader=_CfnLoader)  # noqa: S506
-                )
-            if "Definition" in props:
-                definitions[logical_id] = copy.deepcopy(props["Definition"])
+                # The file is a template, not JSON, until substituted (e.g. an unquoted
+                # `"TimeoutSeconds": ${Timeout}`): keep its text for the re-creation, and give
+                # moto's CloudFormation a placeholder (its copy never executes anyway).
+                definitions[logical_id] = (base_dir / uri).read_text(encoding="utf-8")
+                props["Definition"] = _PLACEHOLDER_DEFINITION
+            elif "Definition" in props:
+                definitions[logical_id] = json.dumps(props["Definition"])
+                props["Definition"] = _PLACEHOLDER_DEFINITION
     return sam, code_dirs, definitions
 
 
@@ -285,7 +287,6 @@ def deploy_template(
                 "subs": deferred.defer(props.get("DefinitionSubstitutions", {})),
                 "role": deferred.defer(props.get("RoleArn")),
                 "type": props.get("StateMachineType", "STANDARD"),
-                "definition_string": props.get("DefinitionString"),
             }
         elif resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
             notifications[logical_id] = deferred.defer(props["NotificationConfiguration"])
@@ -297,13 +298,13 @@ def deploy_template(
     skipped = unsupported_resource_types(cfn_template)
     if skipped:
         LOG.info("moto's CloudFormation skips %s (emulated or not needed locally)", ", ".join(skipped))
-    with _quiet_moto_cloudformation():
-        stack_id = cfn.create_stack(
-            StackName=stack_name,
-            TemplateBody=json.dumps(cfn_template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-        )["StackId"]
+    quiet_moto_cloudformation()
+    stack_id = cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )["StackId"]
     described = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
     if described["StackStatus"] != "CREATE_COMPLETE":
         reasons = [
@@ -357,25 +358,23 @@ def _collect_functions(stack: DeployedStack, code_dirs: dict[str, Path]) -> None
             handler=conf["Handler"],
             timeout=int(conf.get("Timeout") or 3),
             memory_mb=int(conf.get("MemorySize") or 128),
-            environment=dict(conf.get("Environment", {}).get("Variables", {})),
+            # moto resolves `!Ref` of a Number parameter to an int; Lambda's values are strings.
+            environment={k: str(v) for k, v in conf.get("Environment", {}).get("Variables", {}).items()},
         )
 
 
 def _recreate_state_machines(
     stack: DeployedStack,
     extras: dict[str, dict[str, Any]],
-    definitions: dict[str, Any],
+    definitions: dict[str, str],
     outputs: dict[str, str],
 ) -> None:
     sfn = boto3.client("stepfunctions", region_name=stack.region)
     for logical_id, arn in stack.physical_ids("AWS::StepFunctions::StateMachine").items():
         extra = extras[logical_id]
-        if logical_id in definitions:
-            text = json.dumps(definitions[logical_id])
-        elif isinstance(extra["definition_string"], str):
-            text = extra["definition_string"]
-        else:
+        if logical_id not in definitions:
             raise DeployError(f"{logical_id}: cannot recover the state machine definition")
+        text = definitions[logical_id]
         subs = _Deferred.resolve(extra["subs"], outputs)
         for key, value in subs.items():
             # Substituted inside a JSON document: values are ARNs/names/numbers, never quotes.
@@ -383,6 +382,10 @@ def _recreate_state_machines(
         if "${" in text:
             leftover = sorted({part.split("}")[0] for part in text.split("${")[1:]})
             raise DeployError(f"{logical_id}: unsubstituted placeholders {leftover}")
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise DeployError(f"{logical_id}: the substituted definition is not JSON: {exc}") from exc
         role = _Deferred.resolve(extra["role"], outputs) or (
             "arn:aws:iam::123456789012:role/fluxrelay-local-states"
         )

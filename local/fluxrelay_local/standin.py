@@ -50,13 +50,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from fluxrelay.upstream import MODEL_ID, sign_wavespeed_webhook
 from PIL import Image, ImageDraw, ImageOps
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Request, Response
+
+from fluxrelay.upstream import MODEL_ID, sign_wavespeed_webhook
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,8 @@ def test_result_is_served_on_both_paths_and_unknown_ids_are_404(http: httpx.Clie
 def test_bad_or_missing_key_is_a_401_envelope(standin: StandIn, http: httpx.Client, headers: dict) -> None:
     response = http.post(SUBMIT, json={"prompt": "x"}, headers=headers)
     assert response.status_code == 401
-    assert response.json()["code"] == 401 and response.json()["data"] is None
+    assert response.json()["code"] == 401
+    assert response.json()["data"] is None
     assert standin.submissions == []
 
 
@@ -154,7 +155,8 @@ def test_bad_or_missing_key_is_a_401_envelope(standin: StandIn, http: httpx.Clie
 def test_out_of_range_parameters_are_a_400_envelope(standin: StandIn, http: httpx.Client, body: dict) -> None:
     response = http.post(SUBMIT, json=body, headers=AUTH)
     assert response.status_code == 400
-    assert response.json()["code"] == 400 and response.json()["message"]
+    assert response.json()["code"] == 400
+    assert response.json()["message"]
     assert standin.submissions == []
     assert len(standin.received) == 1  # seen, but never became a (paid) task
 
@@ -170,7 +172,12 @@ def test_unknown_keys_are_dropped_and_defaults_applied(standin: StandIn, http: h
 
 
 def test_official_client_headers_are_ignored(standin: StandIn, http: httpx.Client) -> None:
-    headers = {**AUTH, "X-Client-Name": "wavespeed-python", "X-Client-Version": "2.0.5", "X-Client-OS": "linux"}
+    headers = {
+        **AUTH,
+        "X-Client-Name": "wavespeed-python",
+        "X-Client-Version": "2.0.5",
+        "X-Client-OS": "linux",
+    }
     response = http.post(SUBMIT, json={"prompt": "x"}, headers=headers)
     assert response.status_code == 200
     assert standin.received[0]["headers"]["X-Client-Name"] == "wavespeed-python"
@@ -183,7 +190,9 @@ def test_sync_mode_returns_the_finished_prediction(http: httpx.Client, clock: Ma
     assert clock.now >= 500.0 + 2.5
 
 
-@pytest.mark.parametrize("body", [{"prompt": "[hang] x"}, {"prompt": "x", "num_images": 4, "size": "256*256"}])
+@pytest.mark.parametrize(
+    "body", [{"prompt": "[hang] x"}, {"prompt": "x", "num_images": 4, "size": "256*256"}]
+)
 def test_sync_mode_times_out_with_the_5004_shape(
     standin: StandIn, http: httpx.Client, clock: ManualClock, body: dict
 ) -> None:
@@ -242,7 +251,13 @@ def test_images_are_deterministic_in_seed_and_prompt(http: httpx.Client, clock: 
 def test_base64_outputs_decode_to_images(http: httpx.Client, clock: ManualClock) -> None:
     task = submit(
         http,
-        {"prompt": "x", "enable_base64_output": True, "size": "512*256", "output_format": "webp", "num_images": 3},
+        {
+            "prompt": "x",
+            "enable_base64_output": True,
+            "size": "512*256",
+            "output_format": "webp",
+            "num_images": 3,
+        },
     )
     clock.now += 100
     data = result(http, task["id"])
@@ -262,7 +277,8 @@ def test_fault_submit_429_with_and_without_retry_after(standin: StandIn, http: h
     without_hint = http.post(SUBMIT, json={"prompt": "x"}, headers=AUTH)
     after = http.post(SUBMIT, json={"prompt": "x"}, headers=AUTH)
     assert (with_hint.status_code, with_hint.headers["Retry-After"]) == (429, "7")
-    assert without_hint.status_code == 429 and "Retry-After" not in without_hint.headers
+    assert without_hint.status_code == 429
+    assert "Retry-After" not in without_hint.headers
     assert after.status_code == 200
     assert len(standin.submissions) == 1
 
@@ -282,7 +298,9 @@ def test_fault_slow_result_makes_clients_time_out(standin: StandIn, http: httpx.
         http.get(f"/api/v3/predictions/{task['id']}/result", headers=AUTH, timeout=0.2)
 
 
-def test_fault_failing_and_never_finishing_tasks(standin: StandIn, http: httpx.Client, clock: ManualClock) -> None:
+def test_fault_failing_and_never_finishing_tasks(
+    standin: StandIn, http: httpx.Client, clock: ManualClock
+) -> None:
     standin.faults.fail_next = 1
     standin.faults.fail_error = "CUDA out of memory"
     failing = submit(http, {"prompt": "x"})
@@ -300,7 +318,9 @@ def test_fault_failing_and_never_finishing_tasks(standin: StandIn, http: httpx.C
     assert result(http, normal["id"])["status"] == "completed"
 
 
-def test_fault_expired_outputs_and_tasks_are_404(standin: StandIn, http: httpx.Client, clock: ManualClock) -> None:
+def test_fault_expired_outputs_and_tasks_are_404(
+    standin: StandIn, http: httpx.Client, clock: ManualClock
+) -> None:
     task = submit(http, {"prompt": "x"})
     clock.now += 100
     url = result(http, task["id"])["outputs"][0]
@@ -336,7 +356,8 @@ def test_faults_and_reset_over_http(standin: StandIn, http: httpx.Client) -> Non
     assert response.json()["data"]["submit_429"] == 1
     assert http.post(SUBMIT, json={"prompt": "x"}, headers=AUTH).headers["Retry-After"] == "2"
     unknown = http.post("/_standin/faults", json={"no_such_fault": 1})
-    assert unknown.status_code == 400 and "no_such_fault" in unknown.json()["message"]
+    assert unknown.status_code == 400
+    assert "no_such_fault" in unknown.json()["message"]
     http.post("/_standin/faults", json={"outputs_expired": True})
     assert standin.faults.outputs_expired is True
     assert http.post("/_standin/reset").status_code == 200
@@ -354,7 +375,8 @@ def test_introspection_in_python_and_over_http(standin: StandIn, http: httpx.Cli
     assert all("Authorization" not in r["headers"] and r["auth"] == "valid" for r in requests)
     assert [s["id"] for s in submissions] == [task["id"]]
     assert submissions[0]["webhook"] == "https://example.com/hook"
-    assert standin.received == requests and standin.submissions == submissions
+    assert standin.received == requests
+    assert standin.submissions == submissions
     assert not any(r["path"].startswith("/_standin") for r in standin.received)
 
 
@@ -362,8 +384,9 @@ def test_introspection_in_python_and_over_http(standin: StandIn, http: httpx.Cli
 class Receiver:
     """A tiny webhook receiver: answers with the queued statuses (then 200) and records calls."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], want_calls: int | None = None) -> None:
         self.statuses = list(statuses)
+        self.want_calls = want_calls
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.done = threading.Event()
         self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
@@ -377,7 +400,7 @@ class Receiver:
         request = Request(environ)
         self.calls.append((dict(request.headers), request.get_data()))
         status = self.statuses.pop(0) if self.statuses else 200
-        if status == 200:
+        if (status == 200 and self.want_calls is None) or len(self.calls) == self.want_calls:
             self.done.set()
         return Response("ok", status=status)(environ, start_response)
 
@@ -386,8 +409,8 @@ class Receiver:
 def receiver_factory() -> Iterator[Any]:
     receivers: list[Receiver] = []
 
-    def make(statuses: list[int] | None = None) -> Receiver:
-        receiver = Receiver(statuses or [])
+    def make(statuses: list[int] | None = None, want_calls: int | None = None) -> Receiver:
+        receiver = Receiver(statuses or [], want_calls)
         receiver.thread.start()
         receivers.append(receiver)
         return receiver
@@ -432,25 +455,22 @@ def test_webhook_is_retried_after_a_500(live_standin: StandIn, receiver_factory:
 
     assert receiver.done.wait(timeout=5), "webhook was not retried"
     assert len(receiver.calls) == 2
-    (first_headers, first_body), (second_headers, second_body) = receiver.calls
+    (first_headers, _first_body), (second_headers, second_body) = receiver.calls
     assert first_headers["Webhook-Id"] == second_headers["Webhook-Id"]  # same message, redelivered
     assert json.loads(second_body)["status"] == "failed"
+    live_standin.stop()  # joins the delivery thread, so its log is complete
     deliveries = [(d["attempt"], d["status"]) for d in live_standin.webhook_deliveries]
     assert deliveries == [(0, 500), (1, 200)]
 
 
 def test_webhook_gives_up_after_three_retries(live_standin: StandIn, receiver_factory: Any) -> None:
-    receiver = receiver_factory([500, 500, 500, 500, 500])
+    receiver = receiver_factory([500] * 10, want_calls=4)
     with httpx.Client(base_url=live_standin.url, timeout=5.0) as http:
         task = submit(http, {"prompt": "x"}, webhook=receiver.url)
-        done = threading.Event()
 
-        def four_attempts() -> bool:
-            return len(live_standin.webhook_deliveries) >= 4
-
-        for _ in range(100):  # bounded wait: the last retry is ~0.35 s after the first attempt
-            if four_attempts() or done.wait(0.05):
-                break
+    assert receiver.done.wait(timeout=5), "webhook was not retried three times"
+    live_standin.stop()  # joins the delivery thread: no fifth attempt can still be pending
+    assert len(receiver.calls) == 4
     assert [d["attempt"] for d in live_standin.webhook_deliveries] == [0, 1, 2, 3]
     assert all(d["task_id"] == task["id"] for d in live_standin.webhook_deliveries)
 
@@ -483,7 +503,9 @@ def test_upload_ticket_then_put_like_a_presigned_url(http: httpx.Client) -> None
     assert httpx.get(ticket["download_url"]).status_code == 404  # nothing uploaded yet
     # An Authorization header or another Content-Type is refused, as S3 would
     assert httpx.put(upload["url"], content=b"data", headers={**upload["headers"], **AUTH}).status_code == 400
-    assert httpx.put(upload["url"], content=b"data", headers={"Content-Type": "image/jpeg"}).status_code == 403
+    assert (
+        httpx.put(upload["url"], content=b"data", headers={"Content-Type": "image/jpeg"}).status_code == 403
+    )
     assert httpx.put(upload["url"], content=b"data", headers=upload["headers"]).status_code == 200
     download = httpx.get(ticket["download_url"])
     assert (download.content, download.headers["content-type"]) == (b"data", "image/png")

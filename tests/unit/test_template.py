@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -65,6 +66,7 @@ PARAMETER_ENV = {
     "LogLevel": "POWERTOOLS_LOG_LEVEL",
 }
 RESOURCE_ENV = {"TABLE_NAME": "JobsTable", "BUCKET_NAME": "MediaBucket", "TOPIC_ARN": "JobEventsTopic"}
+WEBHOOK_SECRET_PREFIX = "${AWS::StackName}/webhook/"
 ROUTES = {
     ("POST", "/api/v3/wavespeed-ai/flux-schnell-lora"): True,
     ("GET", "/api/v3/predictions/{id}/result"): True,
@@ -182,12 +184,23 @@ def test_state_machine_invokes_exactly_its_task_functions(resources: dict[str, A
     assert props["Logging"]["IncludeExecutionData"] is False
 
 
-def test_workflow_timeout_default_covers_job_deadline_and_webhook_retries(template: dict[str, Any]) -> None:
+def test_workflow_timeout_outlasts_the_longest_deadline_and_webhook_span_allowed(
+    template: dict[str, Any],
+) -> None:
+    # TimeoutSeconds is a literal (a substituted number would make the ASL invalid JSON), so the
+    # parameters are bounded to fit under it with an hour to spare.
     params = template["Parameters"]
-    default = {name: int(params[name]["Default"]) for name in params if params[name]["Type"] == "Number"}
-    assert (
-        default["WorkflowTimeoutSeconds"] > default["JobDeadlineSeconds"] + default["WebhookRetrySpanSeconds"]
+    timeout = json.loads(ASL_PATH.read_text())["TimeoutSeconds"]
+    longest = int(params["JobDeadlineSeconds"]["MaxValue"]) + int(
+        params["WebhookRetrySpanSeconds"]["MaxValue"]
     )
+    assert timeout >= longest + 3600
+
+
+def test_asl_is_valid_json_before_substitution() -> None:
+    # The local stack parses the file before it substitutes ARNs: placeholders must sit in strings.
+    definition = json.loads(ASL_PATH.read_text())
+    assert isinstance(definition["TimeoutSeconds"], int)
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
@@ -275,6 +288,9 @@ def test_parameters_reach_every_function_as_contract_env_vars(template: dict[str
             assert env[var] == {"Ref": param}, (logical_id, var)
         for var, resource in RESOURCE_ENV.items():
             assert env[var] == {"Ref": resource}, (logical_id, var)
+        # The code names webhook secrets with this prefix; IAM grants exactly it.
+        assert env["WEBHOOK_SECRET_PREFIX"] == {"Fn::Sub": WEBHOOK_SECRET_PREFIX}
+        assert WEBHOOK_SECRETS_ARN.endswith(":secret:" + WEBHOOK_SECRET_PREFIX + "*")
         assert env["POWERTOOLS_SERVICE_NAME"] == "fluxrelay"
         assert env["POWERTOOLS_METRICS_NAMESPACE"]
         if logical_id in STATE_MACHINE_STARTERS:

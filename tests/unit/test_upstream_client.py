@@ -114,7 +114,9 @@ def _prediction(status: str = "created") -> dict:
 def _mock_client(
     make_client: Callable[..., WaveSpeedClient], handler: Callable[[httpx.Request], httpx.Response], **kw
 ) -> WaveSpeedClient:
-    return make_client("https://api.wavespeed.test", http=httpx.Client(transport=httpx.MockTransport(handler)), **kw)
+    return make_client(
+        "https://api.wavespeed.test", http=httpx.Client(transport=httpx.MockTransport(handler)), **kw
+    )
 
 
 # --- happy path and task outcomes --------------------------------------------------------------
@@ -122,7 +124,9 @@ def test_submit_poll_and_download_a_real_image(
     client: WaveSpeedClient, standin: StandIn, upstream_clock: FakeTime
 ) -> None:
     # Given a submitted two-image PNG task
-    submitted = client.submit({"prompt": "a red fox", "size": "512*768", "output_format": "png", "num_images": 2})
+    submitted = client.submit(
+        {"prompt": "a red fox", "size": "512*768", "output_format": "png", "num_images": 2}
+    )
     assert submitted.status == "created"
     assert len(submitted.id) == 32
     assert submitted.urls["get"].endswith(f"/api/v3/predictions/{submitted.id}/result")
@@ -136,9 +140,13 @@ def test_submit_poll_and_download_a_real_image(
     # Then it runs, completes, and its outputs are real PNGs of the requested size
     assert running.status == "processing"
     assert not running.is_terminal
-    assert done.is_completed and done.is_terminal and not done.is_failed
+    assert done.is_completed
+    assert done.is_terminal
+    assert not done.is_failed
     assert done.has_nsfw_contents == [False, False]
-    assert done.execution_time == 2000 and done.timings is not None and done.timings.inference == 2000
+    assert done.execution_time == 2000
+    assert done.timings is not None
+    assert done.timings.inference == 2000
     assert len(done.outputs) == 2
     for url in done.outputs:
         response = httpx.get(url)
@@ -161,7 +169,9 @@ def test_failed_task_is_a_terminal_failure_with_its_error(
     upstream_clock.now += 10
     result = client.get_result(task.id)
     assert result.status == "failed"
-    assert result.is_failed and result.is_terminal and not result.is_completed
+    assert result.is_failed
+    assert result.is_terminal
+    assert not result.is_completed
     assert result.error
     assert result.outputs == []
 
@@ -174,7 +184,9 @@ def test_unknown_upstream_status_keeps_the_task_running(
     standin.faults.result_status = "warming_up"
     result = client.get_result(task.id)
     assert result.status == "warming_up"
-    assert not result.is_terminal and not result.is_failed and not result.is_completed
+    assert not result.is_terminal
+    assert not result.is_failed
+    assert not result.is_completed
 
 
 @pytest.mark.parametrize(
@@ -202,12 +214,16 @@ def test_prediction_tolerates_nulls_and_keeps_unknown_fields() -> None:
     prediction = UpstreamPrediction.model_validate(
         {"id": TASK_ID, "status": "processing", "outputs": None, "error": None, "urls": None, "code": 5004}
     )
-    assert prediction.outputs == [] and prediction.error == "" and prediction.urls == {}
+    assert prediction.outputs == []
+    assert prediction.error == ""
+    assert prediction.urls == {}
     assert prediction.model_extra == {"code": 5004}
 
 
 # --- submit: retries only when nothing can have arrived ------------------------------------------
-def test_submit_429_honours_retry_after(client: WaveSpeedClient, standin: StandIn, fake_time: FakeTime) -> None:
+def test_submit_429_honours_retry_after(
+    client: WaveSpeedClient, standin: StandIn, fake_time: FakeTime
+) -> None:
     standin.faults.submit_429 = 2
     standin.faults.submit_429_retry_after = 3
     task = client.submit({"prompt": "x"})

@@ -78,6 +78,25 @@ class Settings(BaseSettings):
     )
     max_output_bytes: int = Field(25 * 1024 * 1024, validation_alias="MAX_OUTPUT_BYTES")
 
+    # --- uploads and img2img by upload (issue 4) ---
+    # Lifetime of a presigned PUT for `POST /api/v3/media/uploads`.
+    upload_url_ttl_seconds: int = Field(900, validation_alias="UPLOAD_URL_TTL_SECONDS")
+    # Lifetime of an upload's `download_url` (presigned GET): long enough to submit and run a job.
+    upload_download_ttl_seconds: int = Field(2 * 3600, validation_alias="UPLOAD_DOWNLOAD_TTL_SECONDS")
+    # img2img by upload: how long the job waits for its PUT (= the PUT URL's lifetime); then it
+    # expires as `timeout` ("upload never arrived"), see UPLOAD_EXPIRY_STATE_MACHINE_ARN.
+    upload_window_seconds: int = Field(3600, validation_alias="UPLOAD_WINDOW_SECONDS")
+    # Cap of an uploaded image (tickets, img2img PUTs, operator drops); at most models.MAX_UPLOAD_BYTES.
+    max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="MAX_UPLOAD_BYTES")
+    # Multipart uploads travel inside the Lambda event (6 MB, base64 adds a third): keep well below.
+    max_binary_upload_bytes: int = Field(4 * 1024 * 1024, validation_alias="MAX_BINARY_UPLOAD_BYTES")
+    # Inputs up to this size are decoded completely before paying; larger ones by their header.
+    full_decode_max_bytes: int = Field(8 * 1024 * 1024, validation_alias="FULL_DECODE_MAX_BYTES")
+    # Owner of the jobs created from operator drops (img2img/drops/...).
+    system_owner: str = Field("system", validation_alias="SYSTEM_OWNER")
+    # The upload-expiry state machine (Wait the window, then expire_upload); empty = no timer.
+    upload_expiry_state_machine_arn: str = Field("", validation_alias="UPLOAD_EXPIRY_STATE_MACHINE_ARN")
+
     @field_validator("lora_allowlist", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -411,7 +411,9 @@ def check_url(
             problem = _address_problem(literal)
             if problem is not None and not (policy.allow_http_loopback and _is_loopback(literal)):
                 raise _refuse(label, f"host {host} is {problem}")
-            raise _refuse(label, f"host {host_text} is a non-canonical spelling of {literal}; write {literal}")
+            raise _refuse(
+                label, f"host {host_text} is a non-canonical spelling of {literal}; write {literal}"
+            )
 
     port = explicit_port if explicit_port is not None else _DEFAULT_PORTS[scheme]
     if policy.allowed_ports is not None and port not in policy.allowed_ports:

@@ -1,12 +1,18 @@
-"""Our bucket: streamed uploads, presigned URLs, small reads."""
+"""Our bucket: streamed outputs, presigned URLs, small reads, and the upload tickets."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
 from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.errors import InvalidRequestError
 
 
 class _ChunkReader(io.RawIOBase):
@@ -57,3 +63,81 @@ class S3OutputStore:
 
     def read(self, key: str) -> bytes:
         return bytes(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+
+
+# --------------------------------------------------------------------------- uploads
+# Presigned URLs must be SigV4: only SigV4 signs headers, which is what makes S3 itself refuse a
+# PUT whose Content-Length or Content-Type differs from the ticket (botocore still presigns with
+# SigV2 in us-east-1 unless told otherwise, and SigV2 signs neither header).
+_PRESIGN_CONFIG = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3})
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    content_type: str
+    etag: str
+    version_id: str | None
+
+
+class S3UploadStore:
+    """`UploadStore` on S3: presigned PUT/GET for uploads, and cheap reads of what arrived."""
+
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self.bucket = bucket
+        self._client = client or boto3.client("s3", config=_PRESIGN_CONFIG)
+
+    def presigned_put(
+        self, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL whose signature covers Content-Type (and Content-Length when given); the
+        uploader must send exactly the returned headers, or S3 answers 403 SignatureDoesNotMatch."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        headers = {"Content-Type": content_type}
+        if content_length is not None:
+            params["ContentLength"] = content_length
+            headers["Content-Length"] = str(content_length)
+        url = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        return str(url), headers
+
+    def presigned_get(self, key: str, expires_in: int) -> str:
+        return str(
+            self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            out = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(
+            size=int(out["ContentLength"]),
+            content_type=str(out.get("ContentType", "")),
+            etag=str(out.get("ETag", "")).strip('"'),
+            version_id=out.get("VersionId"),
+        )
+
+    def read_head(self, key: str, length: int) -> bytes:
+        """The first `length` bytes (fewer if the object is smaller)."""
+        out = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{max(length, 1) - 1}")
+        return bytes(out["Body"].read())
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The whole object, or None when it does not exist; refuses objects above `max_bytes`."""
+        try:
+            out = self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        if int(out["ContentLength"]) > max_bytes:
+            out["Body"].close()
+            raise InvalidRequestError(f"{key} is larger than {max_bytes} bytes")
+        return bytes(out["Body"].read())
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)

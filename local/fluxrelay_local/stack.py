@@ -1,0 +1,481 @@
+"""The local stack: the real SAM application on one machine, without an AWS account or Docker.
+
+    moto server (in-process, executing Step Functions) ◄── the template, deployed by deploy.py
+    handlers from functions/<name>/app.py, run in-process by lambdas.py
+    HTTP API emulator (apigw.py) on api_port ──► authorizer + api function
+    WaveSpeed stand-in on upstream_port (or the real API when a real key is given)
+
+See shared/LOCAL_AWS.md for the measured facts behind each step. One LocalStack per process at a
+time: moto's backends, MOTO_PORT and the handlers' environment are process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fluxrelay_local.apigw import HttpApiEmulator, routes_from_template
+from fluxrelay_local.deploy import DeployedStack, deploy_template
+from fluxrelay_local.lambdas import LambdaRunner, function_env
+
+LOG = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REAL_WAVESPEED_URL = "https://api.wavespeed.ai"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@dataclass
+class StackConfig:
+    """How to run the local stack. Ports 0 pick free ports (what tests use)."""
+
+    api_port: int = 3000
+    upstream_port: int = 3001
+    aws_port: int = 4566
+    host: str = "127.0.0.1"
+    template: Path = field(default_factory=lambda: REPO_ROOT / "template.yaml")
+    stack_name: str = "fluxrelay-local"
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    region: str = "us-east-1"
+    state_dir: Path = field(default_factory=lambda: Path(".local"))
+    # A real WaveSpeed key: use https://api.wavespeed.ai and no stand-in.
+    wavespeed_api_key: str | None = None
+    # "development" lets handlers fetch/post http:// on loopback (local webhooks, the stand-in).
+    url_policy: str = "development"
+    # Start the WaveSpeed stand-in (ignored with a real key). Harness tests of templates that
+    # never call upstream turn it off.
+    standin: bool = True
+    # Passed through to StandIn(...), e.g. {"seconds_per_image": 0.05}.
+    standin_options: dict[str, Any] = field(default_factory=dict)
+    # Multiplies every Step Functions Wait and Retry interval (1.0 = real time; tests use ~0.001).
+    time_scale: float = 1.0
+    integration_timeout: float = 30.0
+    dev_key_owner: str = "dev"
+    write_state_file: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> StackConfig:
+        """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY."""
+        env = dict(os.environ if env is None else env)
+        config = cls(**kwargs)
+        for name, attr in (("API_PORT", "api_port"), ("UPSTREAM_PORT", "upstream_port"), ("AWS_PORT", "aws_port")):
+            if env.get(name):
+                setattr(config, attr, int(env[name]))
+        if env.get("WAVESPEED_API_KEY"):
+            config.wavespeed_api_key = env["WAVESPEED_API_KEY"]
+        if env.get("FLUXRELAY_URL_POLICY"):
+            config.url_policy = env["FLUXRELAY_URL_POLICY"]
+        return config
+
+
+class LocalStackError(RuntimeError):
+    pass
+
+
+class _TimeScale:
+    """Scales moto's Step Functions Wait states and Retry intervals (module-level patches)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        if self.factor == 1.0:
+            return
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+
+        factor = self.factor
+
+        def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+            # The original re-enters waiting on spurious wake-ups; a scaled wait is short enough
+            # that a single wait on the execution's stop event is faithful.
+            if wait_seconds > 0:
+                env.program_state_event.wait(wait_seconds * factor)
+
+        class _ScaledTime:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                time.sleep(seconds * factor)
+
+        self._saved = [
+            (WaitFunction, "_wait_interval", WaitFunction._wait_interval),
+            (retrier_decl, "time", retrier_decl.time),
+        ]
+        WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+        retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved = []
+
+
+class LocalStack:
+    """Runs the SAM application locally. Use as a context manager, or start()/stop().
+
+    Only one may run per process: moto's backends, MOTO_PORT, the Lambda patch and the handlers'
+    environment are process-wide.
+    """
+
+    _active: LocalStack | None = None
+    _active_lock = threading.Lock()
+
+    def __init__(self, config: StackConfig | None = None, **overrides: Any) -> None:
+        self.config = config or StackConfig()
+        for key, value in overrides.items():
+            setattr(self.config, key, value)
+        self.deployed: DeployedStack | None = None
+        self.runner: LambdaRunner | None = None
+        self.api: HttpApiEmulator | None = None
+        self.api_url = ""
+        self.api_key = ""
+        self.aws_endpoint_url = ""
+        self.upstream_url = ""
+        self.info: dict[str, Any] = {}
+        self._moto: Any = None
+        self._standin: Any = None
+        self._time_scale = _TimeScale(self.config.time_scale)
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+        self._lock = threading.Lock()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        with self._lock:
+            if self._started:
+                return self
+            with LocalStack._active_lock:
+                if LocalStack._active is not None:
+                    raise LocalStackError("another LocalStack is running in this process; stop it first")
+                LocalStack._active = self
+            self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        self._start_moto()
+        self._start_upstream()
+        overrides: dict[str, str] = {}
+        declared = self._declared_parameters()
+        if "WaveSpeedBaseUrl" in declared and self.upstream_url:
+            overrides["WaveSpeedBaseUrl"] = self.upstream_url
+        if "UrlPolicy" in declared:
+            overrides["UrlPolicy"] = cfg.url_policy
+        overrides.update(cfg.parameter_overrides)
+        self._time_scale.install()
+        self.deployed = deploy_template(
+            cfg.template,
+            stack_name=cfg.stack_name,
+            region=cfg.region,
+            parameter_overrides=overrides,
+            wavespeed_api_key=self._upstream_key,
+            on_functions_ready=self._install_runner,
+        )
+        self._start_api()
+        self._create_dev_key()
+        self.info = self._describe()
+        if cfg.write_state_file:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            self.state_file.write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
+
+    def stop(self) -> None:
+        """Stop the API server, the stand-in and moto; restore the environment. Idempotent."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+        if self._standin is not None:
+            try:
+                self._standin.stop()
+            finally:
+                self._standin = None
+        if self.runner is not None:
+            self.runner.uninstall()
+            self.runner = None
+        self._time_scale.uninstall()
+        if self._moto is not None:
+            self._stop_executions()
+            try:
+                # Forget every resource: moto's backends are process-wide and outlive the server.
+                urllib.request.urlopen(  # noqa: S310 - our own loopback server
+                    urllib.request.Request(f"{self.aws_endpoint_url}/moto-api/reset", method="POST"),
+                    timeout=10,
+                ).close()
+            except OSError as exc:
+                LOG.warning("moto reset failed: %s", exc)
+            self._moto.stop()
+            # ThreadedMotoServer.stop() shuts the loop down but leaves the socket bound.
+            if self._moto._server is not None:
+                self._moto._server.server_close()
+            self._moto = None
+        self._restore_env()
+        self._clear_settings_cache()
+        with LocalStack._active_lock:
+            if LocalStack._active is self:
+                LocalStack._active = None
+
+    def _stop_executions(self) -> None:
+        # Running executions live in moto threads that would go on calling a dead server.
+        if self.deployed is None:
+            return
+        try:
+            sfn = self.client("stepfunctions")
+            for arn in self.deployed.state_machines.values():
+                pages = sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=arn, statusFilter="RUNNING"
+                )
+                for page in pages:
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], cause="local stack stopped")
+        except Exception as exc:  # best effort on the way down; never mask the shutdown
+            LOG.warning("could not stop running executions: %s", exc)
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.state_dir / "stack.json"
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def _restore_env(self) -> None:
+        for key, old in self._saved_env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        self._saved_env = {}
+
+    @staticmethod
+    def _clear_settings_cache() -> None:
+        try:
+            from fluxrelay.settings import get_settings
+        except ImportError:  # the harness works for any template, fluxrelay or not
+            return
+        get_settings.cache_clear()
+
+    def _start_moto(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        cfg = self.config
+        # Executing state machines is a process-wide moto switch; no env var exists (LOCAL_AWS.md).
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        self._moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.aws_port, verbose=False)
+        self._moto.start()
+        _, port = self._moto.get_host_and_port()
+        self.aws_endpoint_url = f"http://127.0.0.1:{port}"
+        self._set_env(
+            {
+                # The Step Functions interpreter calls Lambda at http://localhost:$MOTO_PORT.
+                "MOTO_PORT": str(port),
+                **FAKE_CREDENTIALS,
+                "AWS_DEFAULT_REGION": cfg.region,
+                "AWS_REGION": cfg.region,
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            }
+        )
+        for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            if var in os.environ:
+                self._saved_env.setdefault(var, os.environ[var])
+                del os.environ[var]
+
+    @property
+    def _upstream_key(self) -> str | None:
+        return self.config.wavespeed_api_key or getattr(self, "_standin_key", None)
+
+    def _start_upstream(self) -> None:
+        cfg = self.config
+        if cfg.wavespeed_api_key:
+            self.upstream_url = REAL_WAVESPEED_URL
+            return
+        if not cfg.standin:
+            return
+        from fluxrelay_local.standin import StandIn
+
+        self._standin_key = "standin_" + secrets.token_urlsafe(24)
+        port = cfg.upstream_port
+        self._standin = StandIn(host=cfg.host, port=port, api_key=self._standin_key, **cfg.standin_options)
+        self._standin.start()
+        self.upstream_url = str(self._standin.url).rstrip("/")
+
+    def _declared_parameters(self) -> set[str]:
+        from fluxrelay_local.deploy import load_template
+
+        return set((load_template(self.config.template).get("Parameters") or {}).keys())
+
+    def _install_runner(self, deployed: DeployedStack) -> None:
+        self.runner = LambdaRunner(deployed.functions, region=self.config.region)
+        self._set_env(function_env(deployed.functions, self.config.region))
+        self._clear_settings_cache()
+        self.runner.install()
+
+    def _start_api(self) -> None:
+        assert self.deployed is not None and self.runner is not None
+        routes = routes_from_template(self.deployed.sam_template)
+        self.api = HttpApiEmulator(
+            routes,
+            self.runner.invoke_as_lambda,
+            region=self.config.region,
+            stack_name=self.config.stack_name,
+            integration_timeout=self.config.integration_timeout,
+        )
+        port = self.api.start(self.config.host, self.config.api_port)
+        self.api_url = f"http://{self.config.host}:{port}"
+        if self.config.host in ("0.0.0.0", "::"):
+            self.api_url = f"http://127.0.0.1:{port}"
+
+    def _create_dev_key(self) -> None:
+        table = self.table
+        if not table:
+            return
+        try:
+            from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+        except ImportError:
+            return
+        self.api_key, _ = DynamoApiKeyStore(table).create(self.config.dev_key_owner)
+
+    # --- what tests and the CLI read --------------------------------------------------------------
+    def _only(self, resource_type: str) -> str:
+        assert self.deployed is not None
+        found = sorted(self.deployed.physical_ids(resource_type).values())
+        return found[0] if len(found) == 1 else ""
+
+    @property
+    def table(self) -> str:
+        return self._only("AWS::DynamoDB::Table")
+
+    @property
+    def bucket(self) -> str:
+        return self._only("AWS::S3::Bucket")
+
+    @property
+    def topic_arn(self) -> str:
+        return self._only("AWS::SNS::Topic")
+
+    @property
+    def state_machine_arn(self) -> str:
+        assert self.deployed is not None
+        arns = sorted(self.deployed.state_machines.values())
+        return arns[0] if len(arns) == 1 else ""
+
+    @property
+    def functions(self) -> dict[str, str]:
+        """Logical id → deployed function name."""
+        assert self.deployed is not None
+        return {lid: fn.name for lid, fn in self.deployed.functions.items()}
+
+    def _queues(self) -> tuple[str, str]:
+        """(the queue an event-source mapping reads, i.e. img2img; its dead-letter queue)."""
+        import boto3
+
+        assert self.deployed is not None
+        lam = boto3.client("lambda", region_name=self.config.region)
+        sqs = boto3.client("sqs", region_name=self.config.region)
+        queue_urls = self.deployed.physical_ids("AWS::SQS::Queue").values()
+        by_arn = {
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]: url
+            for url in queue_urls
+        }
+        sources = [
+            m["EventSourceArn"]
+            for m in lam.list_event_source_mappings().get("EventSourceMappings", [])
+            if m.get("EventSourceArn") in by_arn
+        ]
+        if len(sources) != 1:
+            return "", ""
+        main_url = by_arn[sources[0]]
+        redrive = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["RedrivePolicy"])
+        dlq_arn = json.loads(redrive.get("Attributes", {}).get("RedrivePolicy", "{}")).get(
+            "deadLetterTargetArn", ""
+        )
+        return main_url, by_arn.get(dlq_arn, "")
+
+    def _describe(self) -> dict[str, Any]:
+        assert self.deployed is not None
+        img2img_queue_url, dlq_url = self._queues()
+        return {
+            "api_url": self.api_url,
+            "api_key": self.api_key,
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "region": self.config.region,
+            "stack_name": self.config.stack_name,
+            "bucket": self.bucket,
+            "table": self.table,
+            "topic_arn": self.topic_arn,
+            "state_machine_arn": self.state_machine_arn,
+            "state_machines": dict(self.deployed.state_machines),
+            "upstream_url": self.upstream_url,
+            "upstream": "wavespeed" if self.config.wavespeed_api_key else ("standin" if self._standin else "none"),
+            "img2img_queue_url": img2img_queue_url,
+            "dlq_url": dlq_url,
+            "functions": self.functions,
+            "wavespeed_secret_name": self.deployed.secret_name or "",
+            "url_policy": self.config.url_policy,
+            "outputs": dict(self.deployed.outputs),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    # --- helpers for tests ------------------------------------------------------------------------
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Call a function's handler in-process (same context and environment as moto's path);
+        its exceptions propagate."""
+        if self.runner is None:
+            raise LocalStackError("the stack is not started")
+        return self.runner.invoke(logical_id, event)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the emulated AWS."""
+        import boto3
+
+        return boto3.client(service, region_name=self.config.region, endpoint_url=self.aws_endpoint_url)
+
+    def wait_for_execution(self, execution_arn: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Poll DescribeExecution until the execution leaves RUNNING (bounded by `timeout`)."""
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                return described
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still RUNNING after {timeout}s")
+            time.sleep(0.02)
