@@ -28,7 +28,7 @@ def _usage_lines(stack: LocalStack) -> list[str]:
         "Submit a prompt:",
         f"  curl -s -X POST {api}/api/v3/wavespeed-ai/flux-schnell-lora \\",
         f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\',
-        "    -d '{\"prompt\": \"a lighthouse at dusk, watercolor\"}'",
+        '    -d \'{"prompt": "a lighthouse at dusk, watercolor"}\'',
         "Then fetch the result with the returned data.id:",
         f'  curl -s {api}/api/v3/predictions/<id>/result -H "Authorization: Bearer {key}"',
         "",

@@ -133,7 +133,9 @@ def routes_from_template(sam: dict[str, Any]) -> list[Route]:
     """The HttpApi routes declared by the SAM template's functions, most specific first."""
     resources = sam["Resources"]
     globals_auth = (sam.get("Globals", {}).get("HttpApi") or {}).get("Auth")
-    apis: dict[str, tuple[dict[str, Authorizer], str | None]] = {"ServerlessHttpApi": _authorizers(globals_auth)}
+    apis: dict[str, tuple[dict[str, Authorizer], str | None]] = {
+        "ServerlessHttpApi": _authorizers(globals_auth)
+    }
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::Serverless::HttpApi":
             apis[logical_id] = _authorizers((resource.get("Properties") or {}).get("Auth"))

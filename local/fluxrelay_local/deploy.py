@@ -241,9 +241,7 @@ def _s3_notification_to_api(cfn: dict[str, Any]) -> dict[str, Any]:
     ):
         entries = cfn.get(cfn_key) or []
         if entries:
-            api[api_key] = [
-                {target_api: e[target_cfn], "Events": [e["Event"]], **filt(e)} for e in entries
-            ]
+            api[api_key] = [{target_api: e[target_cfn], "Events": [e["Event"]], **filt(e)} for e in entries]
     if (cfn.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled") in (True, "true"):
         api["EventBridgeConfiguration"] = {}
     return api
@@ -268,9 +266,7 @@ def deploy_template(
     if region == "us-east-1":
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     else:
-        s3.create_bucket(
-            Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": region}
-        )
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=_placeholder_zip())
 
     ArnGenerator.BOTO_SESSION_REGION_NAME = region
@@ -390,9 +386,9 @@ def _recreate_state_machines(
             "arn:aws:iam::123456789012:role/fluxrelay-local-states"
         )
         name = arn.rsplit(":", 1)[-1]
-        created = sfn.create_state_machine(
-            name=name, definition=text, roleArn=role, type=extra["type"]
-        )["stateMachineArn"]
+        created = sfn.create_state_machine(name=name, definition=text, roleArn=role, type=extra["type"])[
+            "stateMachineArn"
+        ]
         stack.state_machines[logical_id] = created
 
 
@@ -403,9 +399,7 @@ def _apply_bucket_notifications(
     buckets = stack.physical_ids("AWS::S3::Bucket")
     for logical_id, config in notifications.items():
         api = _s3_notification_to_api(_Deferred.resolve(config, outputs))
-        s3.put_bucket_notification_configuration(
-            Bucket=buckets[logical_id], NotificationConfiguration=api
-        )
+        s3.put_bucket_notification_configuration(Bucket=buckets[logical_id], NotificationConfiguration=api)
 
 
 def _ensure_event_source_mappings(
@@ -420,7 +414,8 @@ def _ensure_event_source_mappings(
         kwargs = {
             k: v
             for k, v in resolved.items()
-            if k in ("EventSourceArn", "FunctionName", "BatchSize", "Enabled", "MaximumBatchingWindowInSeconds")
+            if k
+            in ("EventSourceArn", "FunctionName", "BatchSize", "Enabled", "MaximumBatchingWindowInSeconds")
         }
         created = lam.create_event_source_mapping(**kwargs)
         stack.resources[logical_id] = ("AWS::Lambda::EventSourceMapping", created["UUID"])

@@ -60,7 +60,9 @@ def deployed_target(stack_name: str, region: str | None) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fluxrelay_local.keys", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fluxrelay_local.keys", description=__doc__.split("\n")[0]
+    )
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--stack-name", help="a deployed stack (default: the local stack)")
     target.add_argument("--region", help="region of the deployed stack (default: your AWS config)")
@@ -89,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store = DynamoApiKeyStore(table, client=client)
     if args.command == "create":
-        key, item = store.create(
-            args.owner, requests_per_minute=args.rpm, images_per_day=args.images_per_day
-        )
+        key, item = store.create(args.owner, requests_per_minute=args.rpm, images_per_day=args.images_per_day)
         print(f"API key for {item.owner} (id {item.key_id}); shown once, store it now:", file=sys.stderr)
         print(key)
         return 0

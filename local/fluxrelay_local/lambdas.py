@@ -134,7 +134,8 @@ class LambdaRunner:
         # Every function's module is called app.py: give each a unique name, load it once.
         name = f"_fluxrelay_local_fn{self._instance}_{fn.logical_id}"
         spec = importlib.util.spec_from_file_location(name, source)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         # Lambda puts the function's code directory first on sys.path (sibling imports).

@@ -17,7 +17,6 @@ import os
 import secrets
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -71,7 +70,11 @@ class StackConfig:
         """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY."""
         env = dict(os.environ if env is None else env)
         config = cls(**kwargs)
-        for name, attr in (("API_PORT", "api_port"), ("UPSTREAM_PORT", "upstream_port"), ("AWS_PORT", "aws_port")):
+        for name, attr in (
+            ("API_PORT", "api_port"),
+            ("UPSTREAM_PORT", "upstream_port"),
+            ("AWS_PORT", "aws_port"),
+        ):
             if env.get(name):
                 setattr(config, attr, int(env[name]))
         if env.get("WAVESPEED_API_KEY"):
@@ -153,6 +156,7 @@ class LocalStack:
         self.info: dict[str, Any] = {}
         self._moto: Any = None
         self._standin: Any = None
+        self._standin_key: str | None = None
         self._time_scale = _TimeScale(self.config.time_scale)
         self._saved_env: dict[str, str | None] = {}
         self._started = False
@@ -205,6 +209,11 @@ class LocalStack:
             on_functions_ready=self._install_runner,
         )
         self._start_api()
+        assert self.deployed is not None
+        if not any("PUBLIC_BASE_URL" in f.environment for f in self.deployed.functions.values()):
+            # API Gateway's domain is https without a port; here `urls.get` must name this server.
+            self._set_env({"PUBLIC_BASE_URL": self.api_url})
+            self._clear_settings_cache()
         self._create_dev_key()
         self.info = self._describe()
         if cfg.write_state_file:
@@ -231,14 +240,10 @@ class LocalStack:
         self._time_scale.uninstall()
         if self._moto is not None:
             self._stop_executions()
-            try:
-                # Forget every resource: moto's backends are process-wide and outlive the server.
-                urllib.request.urlopen(  # noqa: S310 - our own loopback server
-                    urllib.request.Request(f"{self.aws_endpoint_url}/moto-api/reset", method="POST"),
-                    timeout=10,
-                ).close()
-            except OSError as exc:
-                LOG.warning("moto reset failed: %s", exc)
+            # Forget every resource: moto's backends are process-wide and outlive the server.
+            from moto.moto_api._internal.models import moto_api_backend
+
+            moto_api_backend.reset()
             self._moto.stop()
             # ThreadedMotoServer.stop() shuts the loop down but leaves the socket bound.
             if self._moto._server is not None:
@@ -262,7 +267,9 @@ class LocalStack:
                 )
                 for page in pages:
                     for execution in page["executions"]:
-                        sfn.stop_execution(executionArn=execution["executionArn"], cause="local stack stopped")
+                        sfn.stop_execution(
+                            executionArn=execution["executionArn"], cause="local stack stopped"
+                        )
         except Exception as exc:  # best effort on the way down; never mask the shutdown
             LOG.warning("could not stop running executions: %s", exc)
 
@@ -320,7 +327,7 @@ class LocalStack:
 
     @property
     def _upstream_key(self) -> str | None:
-        return self.config.wavespeed_api_key or getattr(self, "_standin_key", None)
+        return self.config.wavespeed_api_key or self._standin_key
 
     def _start_upstream(self) -> None:
         cfg = self.config
@@ -349,7 +356,8 @@ class LocalStack:
         self.runner.install()
 
     def _start_api(self) -> None:
-        assert self.deployed is not None and self.runner is not None
+        assert self.deployed is not None
+        assert self.runner is not None
         routes = routes_from_template(self.deployed.sam_template)
         self.api = HttpApiEmulator(
             routes,
@@ -444,7 +452,9 @@ class LocalStack:
             "state_machine_arn": self.state_machine_arn,
             "state_machines": dict(self.deployed.state_machines),
             "upstream_url": self.upstream_url,
-            "upstream": "wavespeed" if self.config.wavespeed_api_key else ("standin" if self._standin else "none"),
+            "upstream": "wavespeed"
+            if self.config.wavespeed_api_key
+            else ("standin" if self._standin else "none"),
             "img2img_queue_url": img2img_queue_url,
             "dlq_url": dlq_url,
             "functions": self.functions,

@@ -267,7 +267,9 @@ def test_http_api_routes_and_their_authorization(resources: dict[str, Any]) -> N
     assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
-    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
+    # No identity source, no cache: a request without a key must still reach the API function,
+    # which answers the WaveSpeed 401 envelope (API Gateway's own 401 body is not an envelope).
+    assert authorizer["Identity"] == {"ReauthorizeEvery": 0}
     assert api["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
 
     routes = {}

@@ -15,7 +15,7 @@ from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
 from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.fetch import GuardedOutputSource
 from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
-from fluxrelay.adapters.s3 import S3OutputStore
+from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.service import (
@@ -27,6 +27,7 @@ from fluxrelay.service import (
     SubmitService,
 )
 from fluxrelay.settings import Settings, get_settings
+from fluxrelay.uploads import UploadService
 from fluxrelay.upstream import WaveSpeedClient
 from fluxrelay.urlguard import UrlPolicy, check_url
 
@@ -124,6 +125,24 @@ class Container:
             presenter=self.presenter,
             settings=self.settings,
             check_url=self.check_url,
+        )
+
+    # --- uploads and img2img from S3 (issue 4) ---
+    @cached_property
+    def upload_store(self) -> S3UploadStore:
+        return S3UploadStore(self.settings.bucket_name)
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        s = self.settings
+        expiry = StepFunctionsWorkflow(s.upload_expiry_state_machine_arn) if s.upload_expiry_state_machine_arn else None
+        return UploadService(
+            jobs=self.jobs,
+            submitter=self.submit,
+            uploads=self.upload_store,
+            generation=StepFunctionsWorkflow(s.state_machine_arn),
+            expiry=expiry,
+            settings=s,
         )
 
 

@@ -15,7 +15,8 @@ JSON = "application/json"
 
 
 def envelope(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type=JSON, body=json.dumps(success(data)), headers=headers)
+    # A dict body: Powertools serialises it and validates it against the route's response model.
+    return Response(status_code=status, content_type=JSON, body=success(data), headers=headers)
 
 
 def error_response(

@@ -424,7 +424,8 @@ class Prediction(BaseModel):
     error: str = ""
     execution_time: int = Field(0, alias="executionTime")  # ms
     timings: Timings = Field(default_factory=Timings)
-    code: int | None = None
+    # Omitted unless set, however the model is dumped (Powertools re-serialises responses).
+    code: int | None = Field(None, exclude_if=lambda v: v is None)
 
 
 # --- envelope -------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""Upload routes (WaveSpeed-compatible tickets, multipart uploads, img2img by upload).
+
+A Powertools `Router`: the API function includes it with `app.include_router(router)`, so these
+routes share the app's validation (`enable_validation=True`) and its error handlers (every
+answer is the envelope). The authorizer never denies; `require_owner` gives the 401 envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from fluxrelay.composition import container
+from fluxrelay.errors import InvalidRequestError, UnauthorizedError
+from fluxrelay.http import envelope
+from fluxrelay.models import UploadTicketRequest
+from fluxrelay.observability import logger
+from fluxrelay.uploads import Img2ImgUploadRequest, parse_multipart_file
+
+router = Router()
+
+
+def require_owner(router: Router) -> str:
+    """The caller's owner id from the Lambda authorizer context (same rules as the API app)."""
+    lambda_ctx: dict[str, Any] = router.current_event.request_context.authorizer.get_lambda or {}
+    owner = lambda_ctx.get("owner") or ""
+    if not owner:
+        if lambda_ctx.get("auth_error") == "invalid":
+            raise UnauthorizedError("invalid or revoked API key")
+        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <your key>'")
+    logger.append_keys(owner=owner, key_id=lambda_ctx.get("key_id"))
+    return str(owner)
+
+
+def _base_url() -> str:
+    configured = container().settings.public_base_url
+    return configured or f"https://{router.current_event.request_context.domain_name}"
+
+
+def _raw_body() -> bytes:
+    event = router.current_event
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body.encode()
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError("the body is not valid base64") from None
+
+
+@router.post("/api/v3/media/uploads")
+def create_media_upload(request: Annotated[UploadTicketRequest, Body()]) -> Response:
+    owner = require_owner(router)
+    return envelope(container().uploads.ticket(owner, request))
+
+
+@router.post("/api/v3/media/upload/binary")
+def upload_media_binary() -> Response:
+    owner = require_owner(router)
+    content_type = router.current_event.headers.get("content-type", "")
+    filename, data = parse_multipart_file(_raw_body(), content_type)
+    return envelope(container().uploads.binary(owner, filename, data))
+
+
+@router.post("/api/v3/img2img/uploads")
+def create_img2img_upload(
+    request: Annotated[Img2ImgUploadRequest, Body()],
+    webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
+) -> Response:
+    owner = require_owner(router)
+    ticket = container().uploads.img2img_ticket(owner, request, webhook_url=webhook, result_base_url=_base_url())
+    logger.set_correlation_id(ticket.id)
+    return envelope(ticket)

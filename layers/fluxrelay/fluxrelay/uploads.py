@@ -1,0 +1,537 @@
+"""Uploads and img2img from S3: upload tickets, jobs waiting for their input, operator drops.
+
+Pure domain code (no boto3): the bucket is the `UploadStore` port, the workflows are `Workflow`s.
+
+Two ways an image becomes an img2img job, with the guarantees of an HTTP submit:
+- **Upload flow**: `img2img_ticket` validates the parameters at once, records the job in
+  `waiting_upload` and hands out a presigned PUT to `img2img/<owner>/<job id>.<ext>`; the S3
+  event of that PUT starts the job (`ingest`). A timer (the upload-expiry state machine) calls
+  `expire` after the upload window: a job still waiting then ends as `timeout`.
+- **Operator drops**: `img2img/drops/<name>.<ext>` next to a JSON sidecar `<name>.json` (the
+  submit body minus `image`). The job id is derived from bucket, key and object version, so a
+  redelivered S3 event maps to the same job.
+
+S3 delivers events at least once. One object version gives one upstream submission because the
+only way to submission is the conditional `waiting_upload → created` transition. A bad input
+(not an image, too large, bad sidecar) fails the job before anything is paid for; failed and
+expired jobs are notified by starting the generation workflow on the finished job, whose
+`CheckResult` sees the terminal status and goes straight to `Notify` (SNS + webhook retries).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import math
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import unquote_plus
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from fluxrelay import images
+from fluxrelay.errors import ConflictError, InvalidRequestError, UpstreamError
+from fluxrelay.jobs import JobError, JobItem, JobStatus, new_job_id, utcnow
+from fluxrelay.models import (
+    ALLOWED_UPLOAD_CONTENT_TYPES,
+    MAX_UPLOAD_BYTES,
+    BinaryUpload,
+    Filename,
+    GenerationRequest,
+    PredictionUrls,
+    UploadSpec,
+    UploadTicket,
+    UploadTicketRequest,
+    describe_validation_error,
+)
+from fluxrelay.observability import logger
+from fluxrelay.ports import JobStore, Workflow
+from fluxrelay.service import SubmitService
+from fluxrelay.settings import Settings
+
+Clock = Callable[[], datetime]
+
+IMG2IMG_PREFIX = "img2img/"
+DROPS_PREFIX = "img2img/drops/"
+SIDECAR_SUFFIX = ".json"
+MAX_SIDECAR_BYTES = 64 * 1024
+# After the PUT URL has expired, an upload that started just in time may still be arriving.
+EXPIRY_GRACE_SECONDS = 300
+# Stands in for the not-yet-uploaded image while the parameters are validated, so rules that
+# need `image` (mask_image) hold; never stored, never fetched.
+_PENDING_IMAGE = "https://pending-upload.invalid/image"
+_EXTENSIONS = {ctype: images.EXTENSIONS[fmt] for fmt, ctype in images.CONTENT_TYPES.items()}
+_UPLOAD_KEY = re.compile(r"img2img/(?P<owner>[^/]+)/(?P<job_id>[0-9a-f]{32})\.(?P<ext>[a-z]+)")
+_FILENAME = TypeAdapter(Filename)
+
+
+# --------------------------------------------------------------------------- port
+class ObjectInfo(Protocol):
+    size: int
+    content_type: str
+    etag: str
+    version_id: str | None
+
+
+class UploadStore(Protocol):
+    """The media bucket as the upload flows need it."""
+
+    def presigned_put(
+        self, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL whose signature enforces the content type (and length, when given), and
+        the exact headers the uploader must send."""
+
+    def presigned_get(self, key: str, expires_in: int) -> str: ...
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+
+    def read_head(self, key: str, length: int) -> bytes:
+        """The first `length` bytes of the object."""
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The whole object (None if missing); raises InvalidRequestError above `max_bytes`."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- request models
+def _rule_error(rule: str) -> PydanticCustomError:
+    # Same error type as fluxrelay.models' rules, so describe_validation_error prints
+    # "<field> <rule>" like every other 400.
+    return PydanticCustomError("fluxrelay_rule", "{rule}", {"rule": rule})
+
+
+class Img2ImgParameters(GenerationRequest):
+    """The submit body minus `image` (the image is the upload): img2img-by-upload and sidecars."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _no_image(cls, value: Any) -> Any:
+        if value is not None:
+            raise _rule_error("must not be given: the uploaded file is the image")
+        return value
+
+    @field_validator("mask_image")
+    @classmethod
+    def _mask_needs_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Overrides GenerationRequest's rule of the same name: the image comes with the upload.
+        return value
+
+    def to_generation_request(self) -> GenerationRequest:
+        """The plain submit body (image still None), validated again by GenerationRequest."""
+        data = self.model_dump(mode="json", include=set(GenerationRequest.model_fields))
+        validated = GenerationRequest.model_validate({**data, "image": _PENDING_IMAGE})
+        return validated.model_copy(update={"image": None})
+
+
+UploadContentType = Literal["image/jpeg", "image/png", "image/webp"]
+
+
+class Img2ImgUploadRequest(Img2ImgParameters):
+    """Body of `POST /api/v3/img2img/uploads`: the generation parameters, plus what will be PUT.
+
+    `content_length` is the byte size of the file (`size` already means the output "W*H"); when
+    given, the presigned PUT only accepts exactly that many bytes.
+    """
+
+    content_type: Annotated[UploadContentType, Field(description="Type of the file you will PUT.")] = "image/jpeg"
+    content_length: Annotated[int | None, Field(ge=1, le=MAX_UPLOAD_BYTES)] = Field(
+        None, description="Exact byte size of the file you will PUT (enforced by the signature)."
+    )
+
+    @field_validator("content_type", mode="wrap")
+    @classmethod
+    def _content_type_rule(cls, value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _rule_error("must be one of " + ", ".join(ALLOWED_UPLOAD_CONTENT_TYPES)) from None
+
+    @field_validator("content_length", mode="wrap")
+    @classmethod
+    def _content_length_rule(cls, value: Any, handler: Any) -> Any:
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int)):
+            raise _rule_error(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES}")
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _rule_error(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES}") from None
+
+
+class Img2ImgUploadTicket(BaseModel):
+    """Answer of `POST /api/v3/img2img/uploads`: the job, and where to PUT its input."""
+
+    id: str
+    urls: PredictionUrls
+    status: Literal["created"] = "created"
+    upload: UploadSpec
+
+
+# --------------------------------------------------------------------------- S3 events
+@dataclass(frozen=True)
+class S3Object:
+    """One object from an S3 ObjectCreated notification."""
+
+    bucket: str
+    key: str
+    size: int = 0
+    etag: str = ""
+    version_id: str | None = None
+
+
+def s3_objects(notification: dict[str, Any]) -> list[S3Object]:
+    """The created objects of one S3 notification (an SQS message body); `s3:TestEvent` → []."""
+    found = []
+    for record in notification.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        obj = s3["object"]
+        found.append(
+            S3Object(
+                bucket=s3["bucket"]["name"],
+                # Keys arrive URL-encoded with "+" for spaces.
+                key=unquote_plus(obj["key"]),
+                size=int(obj.get("size", 0)),
+                etag=str(obj.get("eTag", "")),
+                version_id=obj.get("versionId") or None,
+            )
+        )
+    return found
+
+
+def drop_job_id(bucket: str, key: str, version: str) -> str:
+    """A job id (32 hex, like every id) fixed by the object version: duplicates map to one job."""
+    return hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()[:32]
+
+
+def sidecar_key(key: str) -> str:
+    stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
+    return stem + SIDECAR_SUFFIX
+
+
+# --------------------------------------------------------------------------- multipart
+def parse_multipart_file(body: bytes, content_type: str, field_name: str = "file") -> tuple[str, bytes]:
+    """(filename, bytes) of one multipart/form-data field."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
+    for part in message.iter_parts():  # type: ignore[attr-defined]
+        if part.get_param("name", header="content-disposition") == field_name:
+            data = part.get_payload(decode=True) or b""
+            return str(part.get_filename() or ""), bytes(data)
+    raise InvalidRequestError(f"multipart field '{field_name}' is required")
+
+
+def _random_token() -> str:
+    return secrets.token_hex(8)
+
+
+# --------------------------------------------------------------------------- service
+@dataclass(frozen=True)
+class ExpireOutcome:
+    job_id: str
+    status: str
+    expired: bool
+
+
+@dataclass
+class UploadService:
+    """Upload tickets, img2img jobs waiting for their upload, and the S3 events that start them."""
+
+    jobs: JobStore
+    submitter: SubmitService
+    uploads: UploadStore
+    generation: Workflow  # the generation workflow (also the notify path of a finished job)
+    expiry: Workflow | None  # the upload-expiry timer; None = not deployed (jobs never expire)
+    settings: Settings
+    clock: Clock = utcnow
+    token: Callable[[], str] = field(default=_random_token)
+
+    # --- plain uploads ------------------------------------------------------------------
+    def ticket(self, owner: str, request: UploadTicketRequest) -> UploadTicket:
+        self._check_size(request.size, self.settings.max_upload_bytes)
+        key = f"uploads/{owner}/{self.token()}/{request.filename}"
+        url, headers = self.uploads.presigned_put(
+            key, request.content_type, request.size, self.settings.upload_url_ttl_seconds
+        )
+        return UploadTicket(
+            download_url=self.uploads.presigned_get(key, self.settings.upload_download_ttl_seconds),
+            filename=request.filename,
+            size=request.size,
+            upload=UploadSpec(url=url, headers=headers),
+        )
+
+    def binary(self, owner: str, filename: str, data: bytes) -> BinaryUpload:
+        self._check_size(len(data), self.settings.max_binary_upload_bytes, what="file")
+        info = images.sniff(data, full=True)  # NotAnImageError is a 400
+        name = _clean_filename(filename, info.format)
+        key = f"uploads/{owner}/{self.token()}/{name}"
+        self.uploads.put(key, data, info.content_type)
+        return BinaryUpload(
+            download_url=self.uploads.presigned_get(key, self.settings.upload_download_ttl_seconds),
+            filename=name,
+            size=len(data),
+        )
+
+    # --- img2img by upload --------------------------------------------------------------
+    def img2img_ticket(
+        self,
+        owner: str,
+        body: Img2ImgUploadRequest,
+        *,
+        webhook_url: str | None = None,
+        result_base_url: str = "",
+    ) -> Img2ImgUploadTicket:
+        """Validate, record the job as `waiting_upload`, start its expiry timer, hand out the PUT."""
+        if f"{IMG2IMG_PREFIX}{owner}/" == DROPS_PREFIX:
+            raise InvalidRequestError("this owner name is reserved for operator drops")
+        allowlist = self.settings.lora_allowlist
+        if allowlist and body.loras:
+            try:
+                body = Img2ImgUploadRequest.model_validate(
+                    body.model_dump(mode="json"), context={"lora_allowlist": allowlist}
+                )
+            except ValidationError as exc:
+                raise InvalidRequestError(describe_validation_error(exc)) from None
+        if body.content_length is not None:
+            self._check_size(body.content_length, self.settings.max_upload_bytes, what="content_length")
+        request = body.to_generation_request()
+        job_id = new_job_id()
+        key = f"{IMG2IMG_PREFIX}{owner}/{job_id}.{_EXTENSIONS[body.content_type]}"
+        window = self.settings.upload_window_seconds
+        job = self.submitter.new_job(
+            owner,
+            request,
+            source="api",
+            webhook_url=webhook_url,
+            result_base_url=result_base_url,
+            status=JobStatus.WAITING_UPLOAD,
+            job_id=job_id,
+            input_key=key,
+        )
+        job = self.jobs.update(job_id, deadline_at=job.created_at + timedelta(seconds=window))
+        self._start_expiry_timer(job_id, window + EXPIRY_GRACE_SECONDS)
+        # The PUT URL lives exactly as long as the window: no upload can start after it.
+        url, headers = self.uploads.presigned_put(key, body.content_type, body.content_length, window)
+        logger.info("img2img upload ticket issued", extra={"job_id": job_id})
+        return Img2ImgUploadTicket(
+            id=job_id, urls=PredictionUrls(get=job.result_url), upload=UploadSpec(url=url, headers=headers)
+        )
+
+    def _start_expiry_timer(self, job_id: str, wait_seconds: int) -> None:
+        if self.expiry is None:
+            logger.warning("no upload-expiry state machine configured: this job never expires")
+            return
+        try:
+            self.expiry.start(job_id, {"job_id": job_id, "wait_seconds": wait_seconds})
+        except Exception:
+            # Nobody has the PUT URL yet: end the job instead of leaving it waiting forever.
+            error = JobError(type="internal", message="the upload could not be prepared", retryable=True)
+            self.jobs.transition(job_id, JobStatus.FAILED, error=error, finished_at=self.clock())
+            raise
+
+    def expire(self, job_id: str) -> ExpireOutcome:
+        """The upload-expiry timer fired: a job still waiting for its upload ends as `timeout`."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return ExpireOutcome(job_id, "missing", expired=False)
+        if job.status is not JobStatus.WAITING_UPLOAD:
+            return ExpireOutcome(job_id, job.status.value, expired=False)
+        if job.input_key and self.uploads.head(job.input_key) is not None:
+            # It did arrive; its S3 event is still queued (a burst) and will start the job.
+            logger.info("upload arrived, its event is still queued", extra={"job_id": job_id})
+            return ExpireOutcome(job_id, job.status.value, expired=False)
+        error = JobError(
+            type="upload_timeout",
+            message=f"upload never arrived: no file was uploaded within {self.settings.upload_window_seconds} s",
+        )
+        updated = self.jobs.transition(job_id, JobStatus.TIMEOUT, error=error, finished_at=self.clock())
+        if updated is None:  # the upload won the race
+            return ExpireOutcome(job_id, (self.jobs.get(job_id) or job).status.value, expired=False)
+        self._notify(job_id)
+        return ExpireOutcome(job_id, updated.status.value, expired=True)
+
+    # --- S3 events ------------------------------------------------------------------------
+    def ingest(self, obj: S3Object) -> str:
+        """Handle one created object; returns what happened (started | duplicate | failed | ignored)."""
+        key = obj.key
+        if not key.startswith(IMG2IMG_PREFIX):
+            return "ignored"
+        if key.startswith(DROPS_PREFIX):
+            if key.endswith(SIDECAR_SUFFIX):
+                return "ignored"  # sidecars are read with their image, never on their own
+            return self._ingest_drop(obj)
+        match = _UPLOAD_KEY.fullmatch(key)
+        job = self.jobs.get(match["job_id"]) if match else None
+        if job is None or job.input_key != key or job.owner != match["owner"]:  # type: ignore[index]
+            logger.info("object under img2img/ belongs to no waiting job", extra={"key": key})
+            return "ignored"
+        return self._ingest_job(job, obj)
+
+    def _ingest_drop(self, obj: S3Object) -> str:
+        job_id = drop_job_id(obj.bucket, obj.key, obj.version_id or obj.etag)
+        existing = self.jobs.get(job_id)
+        if existing is not None:
+            return self._ingest_job(existing, obj)
+        try:
+            request = self._read_sidecar(sidecar_key(obj.key))
+            job = self.submitter.new_job(
+                self.settings.system_owner,
+                request,
+                source="s3",
+                result_base_url=self.settings.public_base_url,
+                status=JobStatus.WAITING_UPLOAD,
+                job_id=job_id,
+                input_key=obj.key,
+            )
+        except ConflictError:
+            # A concurrent delivery of the same event created it first; the transition decides.
+            return self._ingest_job(self.jobs.get(job_id), obj)  # type: ignore[arg-type]
+        except InvalidRequestError as exc:
+            return self._record_failed_drop(job_id, obj.key, exc.message)
+        logger.info("operator drop recorded", extra={"job_id": job_id, "key": obj.key})
+        return self._ingest_job(job, obj)
+
+    def _read_sidecar(self, key: str) -> GenerationRequest:
+        raw = self.uploads.read(key, MAX_SIDECAR_BYTES)
+        if raw is None:
+            raise InvalidRequestError(
+                f"no sidecar {key}: write the JSON parameters next to the image before the image itself"
+            )
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidRequestError(f"sidecar {key} is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequestError(f"sidecar {key} must be a JSON object")
+        try:
+            params = Img2ImgParameters.model_validate(data, context={"lora_allowlist": self.settings.lora_allowlist})
+            return params.to_generation_request()
+        except ValidationError as exc:
+            raise InvalidRequestError(f"sidecar {key}: {describe_validation_error(exc)}") from None
+
+    def _record_failed_drop(self, job_id: str, key: str, message: str) -> str:
+        now = self.clock()
+        job = JobItem(
+            job_id=job_id,
+            owner=self.settings.system_owner,
+            source="s3",
+            request={},
+            status=JobStatus.FAILED,
+            created_at=now,
+            updated_at=now,
+            finished_at=now,
+            error=JobError(type="invalid_input", message=message),
+            input_key=key,
+            expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
+        )
+        try:
+            self.jobs.create(job)
+        except ConflictError:
+            return "duplicate"
+        logger.info("operator drop rejected", extra={"job_id": job_id, "reason": message})
+        self._notify(job_id)
+        return "failed"
+
+    def _ingest_job(self, job: JobItem, obj: S3Object) -> str:
+        if job.status is JobStatus.CREATED and job.upstream_id and not job.execution_arn:
+            return self._resume(job)
+        if job.status is not JobStatus.WAITING_UPLOAD:
+            logger.info("duplicate S3 event: the job is past waiting_upload", extra={"job_id": job.job_id})
+            return "duplicate"
+        try:
+            request = self._check_input(job, obj.key)
+        except InvalidRequestError as exc:
+            return self._fail(job.job_id, exc.message)
+        # The at-least-once dedupe: only one delivery can move the job out of waiting_upload.
+        created = self.jobs.transition(job.job_id, JobStatus.CREATED, request=request.model_dump(mode="json"))
+        if created is None:
+            return "duplicate"
+        try:
+            self.submitter.start(created, request)
+        except UpstreamError:
+            # start() recorded the job as failed; tell the caller like any other failure.
+            self._notify(job.job_id)
+            return "failed"
+        return "started"
+
+    def _resume(self, job: JobItem) -> str:
+        # A previous delivery submitted upstream but died before starting the workflow.
+        wait = math.ceil(self.settings.expected_seconds_per_image * job.num_images)
+        arn = self.generation.start(job.job_id, {"job_id": job.job_id, "wait_seconds": wait})
+        self.jobs.update(job.job_id, execution_arn=arn)
+        return "started"
+
+    def _check_input(self, job: JobItem, key: str) -> GenerationRequest:
+        """Everything that can be known about the file before paying for it."""
+        info = self.uploads.head(key)
+        if info is None:
+            raise InvalidRequestError("the uploaded file is gone")
+        if info.size == 0:
+            raise InvalidRequestError("the uploaded file is empty")
+        if info.size > self.settings.max_upload_bytes:
+            raise InvalidRequestError(
+                f"the uploaded file is {info.size} bytes; the limit is {self.settings.max_upload_bytes} bytes"
+            )
+        try:
+            if info.size <= self.settings.full_decode_max_bytes:  # small: decode it completely
+                found = images.sniff(self.uploads.read(key, self.settings.full_decode_max_bytes) or b"", full=True)
+            else:  # large: magic bytes and header (format, dimensions) only
+                found = images.sniff(self.uploads.read_head(key, images.HEAD_BYTES))
+        except Image.DecompressionBombError:
+            raise InvalidRequestError("the uploaded image has too many pixels") from None
+        except images.NotAnImageError as exc:
+            raise InvalidRequestError(f"the uploaded file is not usable: {exc.message}") from None
+        if info.content_type in ALLOWED_UPLOAD_CONTENT_TYPES and info.content_type != found.content_type:
+            raise InvalidRequestError(
+                f"the uploaded file is a {found.format.upper()} image but was sent as {info.content_type}"
+            )
+        # The upstream fetches the input itself: a presigned GET that outlives the whole job.
+        url = self.uploads.presigned_get(key, self.settings.job_deadline_seconds + EXPIRY_GRACE_SECONDS)
+        try:
+            return GenerationRequest.model_validate({**job.request, "image": url})
+        except ValidationError as exc:
+            raise InvalidRequestError(f"the stored parameters are invalid: {describe_validation_error(exc)}") from None
+
+    def _fail(self, job_id: str, message: str) -> str:
+        error = JobError(type="invalid_input", message=message)
+        if self.jobs.transition(job_id, JobStatus.FAILED, error=error, finished_at=self.clock()) is None:
+            return "duplicate"
+        logger.info("img2img input rejected", extra={"job_id": job_id, "reason": message})
+        self._notify(job_id)
+        return "failed"
+
+    def _notify(self, job_id: str) -> None:
+        # The generation workflow on a finished job: CheckResult reports the terminal status at
+        # once and the machine runs Notify (SNS + webhook with its retries). Named by the job id
+        # like every generation execution, so it can never run twice for one job.
+        self.generation.start(job_id, {"job_id": job_id, "wait_seconds": 0})
+
+    @staticmethod
+    def _check_size(size: int, limit: int, what: str = "size") -> None:
+        if size < 1 or size > limit:
+            raise InvalidRequestError(f"{what} must be a whole number of bytes from 1 to {limit}")
+
+
+def _clean_filename(filename: str, fmt: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    try:
+        return _FILENAME.validate_python(name)
+    except ValidationError:
+        return f"upload.{images.EXTENSIONS[fmt]}"
