@@ -157,6 +157,7 @@ class LocalStack:
         self._moto: Any = None
         self._standin: Any = None
         self._standin_key: str | None = None
+        self._saved_sfn_config: Any = None
         self._time_scale = _TimeScale(self.config.time_scale)
         self._saved_env: dict[str, str | None] = {}
         self._started = False
@@ -244,6 +245,10 @@ class LocalStack:
             from moto.moto_api._internal.models import moto_api_backend
 
             moto_api_backend.reset()
+            from moto.core.config import default_user_config
+
+            if self._saved_sfn_config is not None:
+                default_user_config["stepfunctions"] = self._saved_sfn_config
             self._moto.stop()
             # ThreadedMotoServer.stop() shuts the loop down but leaves the socket bound.
             if self._moto._server is not None:
@@ -305,6 +310,7 @@ class LocalStack:
 
         cfg = self.config
         # Executing state machines is a process-wide moto switch; no env var exists (LOCAL_AWS.md).
+        self._saved_sfn_config = default_user_config.get("stepfunctions")
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.aws_port, verbose=False)
         self._moto.start()

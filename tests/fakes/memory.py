@@ -37,6 +37,14 @@ class MemoryJobStore:
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
+    def claim(self, job_id: str, field: str, value: Any) -> bool:
+        with self._lock:
+            job = self.items[job_id]
+            if getattr(job, field) is not None:
+                return False
+            self.items[job_id] = job.model_copy(update={field: value})
+            return True
+
     def update(self, job_id: str, **fields: Any) -> JobItem:
         with self._lock:
             if job_id not in self.items:
@@ -117,3 +125,18 @@ class RecordingWorkflow:
     def start(self, job_id: str, payload: dict[str, Any]) -> str:
         self.started.append((job_id, payload))
         return f"arn:aws:states:us-east-1:123456789012:execution:gen:{job_id}"
+
+
+class MemorySlots:
+    def __init__(self, capacity: int = 0) -> None:
+        self.capacity = capacity
+        self.holders: set[str] = set()
+
+    def acquire(self, job_id: str) -> bool:
+        if self.capacity and job_id not in self.holders and len(self.holders) >= self.capacity:
+            return False
+        self.holders.add(job_id)
+        return True
+
+    def release(self, job_id: str) -> None:
+        self.holders.discard(job_id)

@@ -326,7 +326,6 @@ class TestFixtureStack:
         self, stack: LocalStack, capsys: pytest.CaptureFixture[str]
     ) -> None:
         from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-
         from fluxrelay_local import keys
 
         state = ["--state-file", str(stack.state_file)]

@@ -19,6 +19,7 @@ from fluxrelay.errors import (
 from fluxrelay.jobs import JobError, JobStatus
 from fluxrelay.models import GenerationRequest
 from fluxrelay.service import (
+    Dispatcher,
     FailService,
     NotifyService,
     OutputService,
@@ -31,6 +32,7 @@ from fluxrelay.upstream import UpstreamPrediction
 from tests.fakes.memory import (
     FixedSecrets,
     MemoryJobStore,
+    MemorySlots,
     MemoryOutputSource,
     MemoryOutputStore,
     RecordingNotifier,
@@ -92,13 +94,25 @@ def refuse_private(url: str) -> None:
 def world() -> dict[str, Any]:
     clock = Clock()
     store = MemoryJobStore()
-    return {"clock": clock, "store": store, "workflow": RecordingWorkflow(), "secrets": FixedSecrets()}
+    return {
+        "clock": clock,
+        "store": store,
+        "workflow": RecordingWorkflow(),
+        "secrets": FixedSecrets(),
+        "slots": MemorySlots(),
+    }
+
+
+def dispatcher(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Dispatcher:
+    return Dispatcher(
+        store=world["store"], upstream=lambda: upstream, slots=world["slots"], settings=settings(**kw), clock=world["clock"]
+    )
 
 
 def submitter(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> SubmitService:
     return SubmitService(
         store=world["store"],
-        upstream=lambda: upstream,
+        dispatcher=dispatcher(world, upstream, **kw),
         workflow=world["workflow"],
         webhook_secrets=world["secrets"],
         settings=settings(**kw),
@@ -157,7 +171,11 @@ def make_job(world: dict[str, Any], **req: Any) -> str:
 
 
 def poller(world: dict[str, Any], results: list[Any]) -> PollService:
-    return PollService(store=world["store"], upstream=lambda: FakeUpstream(results), settings=settings(), clock=world["clock"])
+    upstream = FakeUpstream(results)
+    return PollService(
+        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
+        settings=settings(), clock=world["clock"],
+    )
 
 
 def pred(status: str, **kw: Any) -> UpstreamPrediction:
@@ -167,7 +185,10 @@ def pred(status: str, **kw: Any) -> UpstreamPrediction:
 def test_unknown_status_keeps_polling_with_capped_backoff(world: dict[str, Any]) -> None:
     job_id = make_job(world)
     upstream = FakeUpstream([pred("queued-somewhere")] * 5)
-    svc = PollService(store=world["store"], upstream=lambda: upstream, settings=settings(), clock=world["clock"])
+    svc = PollService(
+        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
+        settings=settings(), clock=world["clock"],
+    )
     waits = [svc.check(job_id).wait_seconds for _ in range(5)]
     assert waits == [1, 2, 4, 4, 4]
     assert world["store"].get(job_id).status is JobStatus.CREATED
@@ -275,7 +296,7 @@ def notifier(world: dict[str, Any], statuses: list[int], **kw: Any) -> tuple[Not
     sns, sender = RecordingNotifier(), ScriptedSender(statuses)
     s = settings(WEBHOOK_RETRY_SPAN_SECONDS=100, WEBHOOK_RETRY_BASE_SECONDS=5, **kw)
     svc = NotifyService(
-        store=world["store"], notifier=sns, sender=sender, secrets=world["secrets"],
+        store=world["store"], slots=world["slots"], notifier=sns, sender=sender, secrets=world["secrets"],
         presenter=PredictionPresenter(MemoryOutputStore(), s), settings=s, check_url=refuse_private, clock=world["clock"],
     )
     return svc, sns, sender
@@ -324,3 +345,49 @@ def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None
     assert outcome.webhook == "retry"
     assert sender.calls == []
     assert "private" in world["store"].get(job_id).webhook.last_error
+
+
+# --- global cap on concurrent upstream tasks --------------------------------------------------
+def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slot_frees(world: dict[str, Any]) -> None:
+    world["slots"].capacity = 1
+    upstream = FakeUpstream([pred("processing")])
+    first = submitter(world, upstream).submit("alice", request())
+    second = submitter(world, upstream).submit("alice", request())
+    # Given: one slot, two jobs — only the first reached the upstream.
+    assert len(upstream.submitted) == 1
+    queued = world["store"].get(second.job_id)
+    assert queued.status is JobStatus.CREATED and queued.upstream_id is None
+    assert world["workflow"].started[1][1]["wait_seconds"] == 1
+    poll = PollService(
+        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
+        settings=settings(), clock=world["clock"],
+    )
+    # While the slot is held, polling the queued job sends nothing.
+    assert poll.check(second.job_id).status == "created"
+    assert len(upstream.submitted) == 1
+    # When: the first job finishes and is notified, its slot is released.
+    FailService(world["store"]).mark_failed(first.job_id, "x", "done")
+    notifier(world, [])[0].notify(first.job_id)
+    # Then: the next check submits the queued job, once.
+    poll.check(second.job_id)
+    assert len(upstream.submitted) == 2
+    assert world["store"].get(second.job_id).upstream_id == "a" * 32
+    assert world["slots"].holders == {second.job_id}
+
+
+def test_a_dispatch_that_died_midway_is_never_resent(world: dict[str, Any]) -> None:
+    upstream = FakeUpstream()
+    job = submitter(world, upstream).new_job("alice", request())
+    world["store"].claim(job.job_id, "dispatched_at", T0)  # an earlier attempt got this far
+    with pytest.raises(AmbiguousSubmitError):
+        dispatcher(world, upstream).dispatch(job, request())
+    assert upstream.submitted == []
+    assert world["store"].get(job.job_id).error.type == "ambiguous_submit"
+    assert world["slots"].holders == set()
+
+
+def test_failed_submit_releases_its_slot(world: dict[str, Any]) -> None:
+    world["slots"].capacity = 1
+    with pytest.raises(UpstreamRejectedError):
+        submitter(world, FakeUpstream(submit_error=UpstreamRejectedError("no", status=400))).submit("alice", request())
+    assert world["slots"].holders == set()

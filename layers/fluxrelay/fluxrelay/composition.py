@@ -13,12 +13,14 @@ from typing import Any
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
 from fluxrelay.adapters.dynamo_limits import DynamoLimiter
+from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
 from fluxrelay.adapters.fetch import GuardedOutputSource
 from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
 from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.service import (
+    Dispatcher,
     FailService,
     NotifyService,
     OutputService,
@@ -92,10 +94,18 @@ class Container:
 
     # --- services ---
     @cached_property
+    def slots(self) -> DynamoSlotPool:
+        return DynamoSlotPool(self.settings.table_name, self.settings.max_concurrent_upstream_tasks)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(store=self.jobs, upstream=self.upstream, slots=self.slots, settings=self.settings)
+
+    @cached_property
     def submit(self) -> SubmitService:
         return SubmitService(
             store=self.jobs,
-            upstream=self.upstream,
+            dispatcher=self.dispatcher,
             workflow=StepFunctionsWorkflow(self.settings.state_machine_arn),
             webhook_secrets=self.webhook_secrets,
             settings=self.settings,
@@ -104,7 +114,9 @@ class Container:
 
     @cached_property
     def poll(self) -> PollService:
-        return PollService(store=self.jobs, upstream=self.upstream, settings=self.settings)
+        return PollService(
+            store=self.jobs, upstream=self.upstream, dispatcher=self.dispatcher, settings=self.settings
+        )
 
     @cached_property
     def store_outputs(self) -> OutputService:
@@ -119,6 +131,7 @@ class Container:
     def notify(self) -> NotifyService:
         return NotifyService(
             store=self.jobs,
+            slots=self.slots,
             notifier=SnsNotifier(self.settings.topic_arn),
             sender=StandardWebhookSender(self.url_policy),
             secrets=self.webhook_secrets,

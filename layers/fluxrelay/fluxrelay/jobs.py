@@ -101,6 +101,7 @@ class JobItem(BaseModel):
     inference_ms: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    dispatched_at: datetime | None = None  # set once, right before the one upstream submit
     submitted_at: datetime | None = None
     processing_at: datetime | None = None
     finished_at: datetime | None = None

@@ -24,6 +24,17 @@ class JobStore(Protocol):
     def update(self, job_id: str, **fields: Any) -> JobItem:
         """Set fields without changing the status."""
 
+    def claim(self, job_id: str, field: str, value: Any) -> bool:
+        """Set `field` only if it is not set yet; False when it was (a one-time marker)."""
+
+
+class SlotPool(Protocol):
+    """The global cap on concurrent upstream tasks. Both calls are idempotent per job."""
+
+    def acquire(self, job_id: str) -> bool: ...
+
+    def release(self, job_id: str) -> None: ...
+
 
 class Upstream(Protocol):
     """The paid image API (WaveSpeed)."""

@@ -36,6 +36,7 @@ from fluxrelay.ports import (
     Notifier,
     OutputSource,
     OutputStore,
+    SlotPool,
     Upstream,
     WebhookSecrets,
     WebhookSender,
@@ -61,7 +62,7 @@ class SubmitService:
     """Validate → record → submit once → start the workflow."""
 
     store: JobStore
-    upstream: Callable[[], Upstream]
+    dispatcher: Dispatcher
     workflow: Workflow
     webhook_secrets: WebhookSecrets
     settings: Settings
@@ -109,6 +110,7 @@ class SubmitService:
             webhook=WebhookState(url=webhook_url) if webhook_url else None,
             result_url=f"{result_base_url.rstrip('/')}/api/v3/predictions/{jid}/result" if result_base_url else "",
             input_key=input_key,
+            deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
             expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
         )
         self.store.create(job)
@@ -129,30 +131,57 @@ class SubmitService:
         return self.start(job, request)
 
     def start(self, job: JobItem, request: GenerationRequest) -> JobItem:
-        """Send a recorded job upstream (once) and start its workflow."""
+        """Send a recorded job upstream (once, when an upstream slot is free) and start its
+        workflow. Without a free slot the job stays `created` and the workflow submits it later."""
+        job = self.dispatcher.dispatch(job, request)
+        if job.upstream_id:
+            first_wait = math.ceil(self.settings.expected_seconds_per_image * request.num_images)
+        else:
+            first_wait = self.settings.poll_interval_seconds
+        arn = self.workflow.start(job.job_id, {"job_id": job.job_id, "wait_seconds": first_wait})
+        return self.store.update(job.job_id, execution_arn=arn)
+
+
+@dataclass
+class Dispatcher:
+    """Submits a job upstream exactly once, within the global cap on concurrent upstream tasks."""
+
+    store: JobStore
+    upstream: Callable[[], Upstream]
+    slots: SlotPool
+    settings: Settings
+    clock: Clock = utcnow
+
+    def dispatch(self, job: JobItem, request: GenerationRequest) -> JobItem:
+        """Returns the job with `upstream_id` set, or unchanged when no slot is free (queued)."""
+        if not self.slots.acquire(job.job_id):
+            logger.info("upstream concurrency cap reached; job queued")
+            return job
+        if not self.store.claim(job.job_id, "dispatched_at", self.clock()):
+            # A previous attempt got as far as sending (e.g. the function died before recording
+            # the upstream id): the task may exist upstream, so never send it again.
+            error = AmbiguousSubmitError("an earlier submit attempt for this job did not finish")
+            self._record_failure(job, error)
+            raise error
         payload = request.upstream_payload()
         for field in _GATEWAY_ONLY_FIELDS:
             payload.pop(field, None)
         try:
             task = self.upstream().submit(payload)
         except UpstreamError as exc:
-            self._record_submit_failure(job, exc)
+            self._record_failure(job, exc)
             raise
         now = self.clock()
-        deadline = now + timedelta(seconds=self.settings.job_deadline_seconds)
-        updated = self.store.update(
+        logger.info("job submitted", extra={"upstream_id": task.id, "num_images": request.num_images})
+        return self.store.update(
             job.job_id,
             upstream_id=task.id,
             upstream_status=task.status,
             submitted_at=now,
-            deadline_at=deadline,
+            deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
         )
-        first_wait = math.ceil(self.settings.expected_seconds_per_image * request.num_images)
-        arn = self.workflow.start(job.job_id, {"job_id": job.job_id, "wait_seconds": first_wait})
-        logger.info("job submitted", extra={"upstream_id": task.id, "num_images": request.num_images})
-        return self.store.update(updated.job_id, execution_arn=arn)
 
-    def _record_submit_failure(self, job: JobItem, exc: UpstreamError) -> None:
+    def _record_failure(self, job: JobItem, exc: UpstreamError) -> None:
         if isinstance(exc, AmbiguousSubmitError):
             error = JobError(
                 type="ambiguous_submit",
@@ -168,6 +197,7 @@ class SubmitService:
         else:
             error = JobError(type="upstream_unavailable", message=exc.message, retryable=exc.retryable)
         self.store.transition(job.job_id, JobStatus.FAILED, error=error, finished_at=self.clock())
+        self.slots.release(job.job_id)
         logger.info("upstream submit failed", extra={"error_type": error.type})
 
 
@@ -185,6 +215,7 @@ class PollService:
 
     store: JobStore
     upstream: Callable[[], Upstream]
+    dispatcher: Dispatcher
     settings: Settings
     clock: Clock = utcnow
 
@@ -196,7 +227,7 @@ class PollService:
         if job.deadline_at and now >= job.deadline_at:
             return self._time_out(job, now)
         if not job.upstream_id:
-            raise JobStateError(f"job {job_id} has no upstream task to check")
+            return self._dispatch_queued(job, now)
         try:
             result = self.upstream().get_result(job.upstream_id)
         except UnknownTaskError:
@@ -227,6 +258,18 @@ class PollService:
         if result.status == "processing" and job.status is JobStatus.CREATED:
             self.store.transition(job_id, JobStatus.PROCESSING, processing_at=now, upstream_status=result.status)
         return self._again(job, now)
+
+    def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckOutcome:
+        """A job waiting for an upstream slot: try to submit it now."""
+        request = GenerationRequest.model_validate(job.request)
+        try:
+            dispatched = self.dispatcher.dispatch(job, request)
+        except UpstreamError:
+            return CheckOutcome(job.job_id, _load(self.store, job.job_id).status.value, 0)
+        if dispatched.upstream_id:
+            wait = math.ceil(self.settings.expected_seconds_per_image * request.num_images)
+            return CheckOutcome(job.job_id, dispatched.status.public, wait)
+        return CheckOutcome(job.job_id, job.status.public, self.settings.poll_interval_seconds)
 
     def next_wait(self, polls: int, job: JobItem, now: datetime) -> int:
         """Exponential backoff from the poll interval, capped, and never past the deadline."""
@@ -400,6 +443,7 @@ class NotifyService:
     """SNS for every terminal job; a signed webhook (retried by the workflow) when asked for."""
 
     store: JobStore
+    slots: SlotPool
     notifier: Notifier
     sender: WebhookSender
     secrets: WebhookSecrets
@@ -412,6 +456,7 @@ class NotifyService:
         job = _load(self.store, job_id)
         if not job.status.terminal:
             raise JobStateError(f"job {job_id} is {job.status.value}, not finished")
+        self.slots.release(job_id)  # idempotent; frees the upstream slot for queued jobs
         if not job.sns_published:
             self.notifier.publish(self._message(job), {"status": job.status.value, "owner": job.owner, "source": job.source})
             job = self.store.update(job_id, sns_published=True)

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     default_images_per_day: int = Field(1000, validation_alias="DEFAULT_IMAGES_PER_DAY")
     idempotency_ttl_seconds: int = Field(24 * 3600, validation_alias="IDEMPOTENCY_TTL_SECONDS")
 
+    # Global cap on tasks running upstream at once (WaveSpeed's lowest tier allows 2); jobs over
+    # it wait in `created` and are submitted by the workflow when a slot frees. 0 = no cap.
+    max_concurrent_upstream_tasks: int = Field(10, ge=0, validation_alias="MAX_CONCURRENT_UPSTREAM_TASKS")
+
     # --- policy ---
     url_policy: UrlPolicyName = Field(UrlPolicyName.STRICT, validation_alias="FLUXRELAY_URL_POLICY")
     lora_allowlist: Annotated[list[str], NoDecode] = Field(

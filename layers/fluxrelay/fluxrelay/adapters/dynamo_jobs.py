@@ -115,6 +115,22 @@ class DynamoJobStore:
             raise
         return _from_item(out["Attributes"])
 
+    def claim(self, job_id: str, field: str, value: Any) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET #f = :v",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#f)",
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":v": _to_attr(value)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def list_by_owner(self, owner: str, limit: int = 20) -> list[JobItem]:
         out = self._client.query(
             TableName=self._table,

@@ -1,0 +1,51 @@
+"""The global cap on concurrent upstream tasks, as one DynamoDB item holding a string set of
+job ids (`SLOTS#upstream`). Acquire adds the job id only while the set is below the cap; release
+deletes it. Both are single conditional writes and idempotent per job, so retries are harmless."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from fluxrelay.adapters.aws import client as aws_client
+
+_KEY = {"pk": {"S": "SLOTS#upstream"}}
+
+
+class DynamoSlotPool:
+    def __init__(self, table_name: str, capacity: int, client: Any | None = None) -> None:
+        self._table = table_name
+        self._capacity = capacity
+        self._client = client or aws_client("dynamodb")
+
+    def acquire(self, job_id: str) -> bool:
+        if self._capacity <= 0:
+            return True
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_KEY,
+                UpdateExpression="ADD holders :j",
+                ConditionExpression="attribute_not_exists(holders) OR size(holders) < :cap OR contains(holders, :id)",
+                ExpressionAttributeValues={
+                    ":j": {"SS": [job_id]},
+                    ":id": {"S": job_id},
+                    ":cap": {"N": str(self._capacity)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, job_id: str) -> None:
+        if self._capacity <= 0:
+            return
+        self._client.update_item(
+            TableName=self._table,
+            Key=_KEY,
+            UpdateExpression="DELETE holders :j",
+            ExpressionAttributeValues={":j": {"SS": [job_id]}},
+        )
