@@ -145,7 +145,7 @@ class LambdaRunner:
         finally:
             sys.path.remove(str(fn.code_dir))
         self._modules[fn.logical_id] = module
-        return getattr(module, attr)  # type: ignore[no-any-return]
+        return getattr(module, attr)
 
     # --- invocation -----------------------------------------------------------------------------
     def context_for(self, fn: FunctionInfo) -> LambdaContext:

@@ -30,7 +30,7 @@ from fluxrelay.errors import FluxRelayError, InvalidRequestError, UpstreamReject
 from fluxrelay.http import error_response, from_error
 from fluxrelay.jobs import JobStatus
 from fluxrelay.models import UploadTicketRequest, describe_errors
-from fluxrelay.service import SubmitService
+from fluxrelay.service import Dispatcher, SubmitService
 from fluxrelay.settings import Settings
 from fluxrelay.uploads import (
     EXPIRY_GRACE_SECONDS,
@@ -40,7 +40,7 @@ from fluxrelay.uploads import (
     drop_job_id,
     s3_objects,
 )
-from tests.fakes.memory import FixedSecrets, MemoryJobStore, RecordingWorkflow
+from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 from tests.fakes.uploads import CountingUpstream, FailingWorkflow, MemoryUploadStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,9 +75,12 @@ def world(upstream: CountingUpstream | None = None, **overrides: Any) -> World:
     jobs, bucket = MemoryJobStore(), MemoryUploadStore()
     upstream = upstream or CountingUpstream()
     generation, expiry = RecordingWorkflow(), RecordingWorkflow()
+    dispatcher = Dispatcher(
+        store=jobs, upstream=lambda: upstream, slots=MemorySlots(), settings=settings, clock=lambda: T0
+    )
     submit = SubmitService(
         store=jobs,
-        upstream=lambda: upstream,
+        dispatcher=dispatcher,
         workflow=generation,
         webhook_secrets=FixedSecrets(),
         settings=settings,

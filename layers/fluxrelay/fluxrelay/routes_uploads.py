@@ -18,9 +18,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from fluxrelay.composition import container
 from fluxrelay.errors import InvalidRequestError, UnauthorizedError
 from fluxrelay.http import envelope
-from fluxrelay.models import UploadTicketRequest
+from fluxrelay.models import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
 from fluxrelay.observability import logger
-from fluxrelay.uploads import Img2ImgUploadRequest, parse_multipart_file
+from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_multipart_file
 
 router = Router()
 
@@ -54,13 +54,13 @@ def _raw_body() -> bytes:
 
 
 @router.post("/api/v3/media/uploads")
-def create_media_upload(request: Annotated[UploadTicketRequest, Body()]) -> Response:
+def create_media_upload(request: Annotated[UploadTicketRequest, Body()]) -> Response[Envelope[UploadTicket]]:
     owner = require_owner(router)
     return envelope(container().uploads.ticket(owner, request))
 
 
 @router.post("/api/v3/media/upload/binary")
-def upload_media_binary() -> Response:
+def upload_media_binary() -> Response[Envelope[BinaryUpload]]:
     owner = require_owner(router)
     content_type = router.current_event.headers.get("content-type", "")
     filename, data = parse_multipart_file(_raw_body(), content_type)
@@ -71,7 +71,7 @@ def upload_media_binary() -> Response:
 def create_img2img_upload(
     request: Annotated[Img2ImgUploadRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
-) -> Response:
+) -> Response[Envelope[Img2ImgUploadTicket]]:
     owner = require_owner(router)
     ticket = container().uploads.img2img_ticket(owner, request, webhook_url=webhook, result_base_url=_base_url())
     logger.set_correlation_id(ticket.id)

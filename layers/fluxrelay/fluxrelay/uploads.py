@@ -460,7 +460,11 @@ class UploadService:
         except InvalidRequestError as exc:
             return self._fail(job.job_id, exc.message)
         # The at-least-once dedupe: only one delivery can move the job out of waiting_upload.
-        created = self.jobs.transition(job.job_id, JobStatus.CREATED, request=request.model_dump(mode="json"))
+        # The job's own deadline starts now; until now it was the upload window.
+        deadline = self.clock() + timedelta(seconds=self.settings.job_deadline_seconds)
+        created = self.jobs.transition(
+            job.job_id, JobStatus.CREATED, request=request.model_dump(mode="json"), deadline_at=deadline
+        )
         if created is None:
             return "duplicate"
         try:
