@@ -22,9 +22,11 @@ from fluxrelay.idempotency import MAX_KEY_LENGTH, register_context, run_once
 from fluxrelay.jobs import JobItem
 from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors
 from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.routes_uploads import router as uploads_router
 from fluxrelay.service import get_owned
 
 app = APIGatewayHttpResolver(enable_validation=True)
+app.include_router(uploads_router)
 app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"

@@ -26,6 +26,6 @@ class ExpireUploadOutput(BaseModel):
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = ExpireUploadInput.model_validate(event)
     outcome = container().uploads.expire(task.job_id)
-    return ExpireUploadOutput(job_id=outcome.job_id, status=outcome.status, expired=outcome.expired).model_dump(
-        mode="json"
-    )
+    return ExpireUploadOutput(
+        job_id=outcome.job_id, status=outcome.status, expired=outcome.expired
+    ).model_dump(mode="json")

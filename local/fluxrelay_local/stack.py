@@ -388,26 +388,40 @@ class LocalStack:
         self.api_key, _ = DynamoApiKeyStore(table).create(self.config.dev_key_owner)
 
     # --- what tests and the CLI read --------------------------------------------------------------
-    def _only(self, resource_type: str) -> str:
+    def _pick(self, output: str, resource_type: str) -> str:
+        """The template's named Output if it has one, else the only resource of the type."""
         assert self.deployed is not None
+        if self.deployed.outputs.get(output):
+            return self.deployed.outputs[output]
         found = sorted(self.deployed.physical_ids(resource_type).values())
         return found[0] if len(found) == 1 else ""
 
     @property
     def table(self) -> str:
-        return self._only("AWS::DynamoDB::Table")
+        return self._pick("TableName", "AWS::DynamoDB::Table")
 
     @property
     def bucket(self) -> str:
-        return self._only("AWS::S3::Bucket")
+        return self._pick("BucketName", "AWS::S3::Bucket")
 
     @property
     def topic_arn(self) -> str:
-        return self._only("AWS::SNS::Topic")
+        return self._pick("TopicArn", "AWS::SNS::Topic")
 
     @property
     def state_machine_arn(self) -> str:
+        """The workflow the API starts: the StateMachineArn output, else the functions'
+        STATE_MACHINE_ARN, else the only state machine."""
         assert self.deployed is not None
+        if self.deployed.outputs.get("StateMachineArn"):
+            return self.deployed.outputs["StateMachineArn"]
+        configured = {
+            f.environment["STATE_MACHINE_ARN"]
+            for f in self.deployed.functions.values()
+            if f.environment.get("STATE_MACHINE_ARN")
+        }
+        if len(configured) == 1:
+            return configured.pop()
         arns = sorted(self.deployed.state_machines.values())
         return arns[0] if len(arns) == 1 else ""
 

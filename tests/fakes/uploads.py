@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fluxrelay.errors import InvalidRequestError, UpstreamError
 from fluxrelay.upstream import UpstreamPrediction
@@ -36,10 +37,10 @@ class MemoryUploadStore:
         if content_length is not None:
             headers["Content-Length"] = str(content_length)
         self.puts.append({"key": key, "headers": headers, "expires_in": expires_in})
-        return f"https://bucket.example/{key}?X-Amz-Expires={expires_in}&X-Amz-Signature=put", headers
+        return f"https://bucket.example/{quote(key)}?X-Amz-Expires={expires_in}&X-Amz-Signature=put", headers
 
     def presigned_get(self, key: str, expires_in: int) -> str:
-        return f"https://bucket.example/{key}?X-Amz-Expires={expires_in}&X-Amz-Signature=get"
+        return f"https://bucket.example/{quote(key)}?X-Amz-Expires={expires_in}&X-Amz-Signature=get"
 
     def head(self, key: str) -> MemoryObjectInfo | None:
         if key not in self.objects:

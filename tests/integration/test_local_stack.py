@@ -258,6 +258,16 @@ class TestFixtureStack:
         )
         assert (status, json.loads(raw)) == (413, {"message": "Request Entity Too Large"})
 
+    def test_event_over_lambdas_6_mb_quota_is_413(self, stack: LocalStack) -> None:
+        # 5 MB of binary is under API Gateway's 10 MB but 6.7 MB once base64-encoded in the event.
+        status, _, raw = http(
+            "POST",
+            f"{stack.api_url}/items/1",
+            body=b"\x00" * (5 * 1024 * 1024),
+            headers={"Authorization": "Bearer good", "Content-Type": "image/png"},
+        )
+        assert (status, json.loads(raw)) == (413, {"message": "Request Entity Too Large"})
+
     # --- Lambda errors and Step Functions -----------------------------------------------------
     def test_raising_handler_yields_the_lambda_error_shape(self, stack: LocalStack) -> None:
         response = stack.client("lambda").invoke(

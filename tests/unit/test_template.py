@@ -24,9 +24,10 @@ FUNCTIONS = {
     "MarkFailedFunction": "mark_failed",
     "NotifyFunction": "notify",
     "S3TriggerFunction": "s3_trigger",
+    "ExpireUploadFunction": "expire_upload",
 }
 UPSTREAM_CALLERS = {"ApiFunction", "CheckResultFunction", "S3TriggerFunction"}
-STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction"}
+STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction", "ExpireUploadFunction"}
 WAVESPEED_SECRET_ARN = (
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${WaveSpeedSecretName}-*"
 )
@@ -231,7 +232,7 @@ def test_function_logs_to_its_own_log_group_with_retention(
 
 def test_every_log_group_has_retention(resources: dict[str, Any]) -> None:
     groups = {k: r for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
-    assert len(groups) == len(FUNCTIONS) + 2  # + API access logs + state machine
+    assert len(groups) == len(FUNCTIONS) + 3  # + API access logs + two state machines
     assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
 
 

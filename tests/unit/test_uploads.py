@@ -132,7 +132,9 @@ def test_upload_ticket_has_the_wavespeed_shape_and_signs_type_and_length() -> No
 def test_upload_ticket_refuses_a_size_above_the_configured_limit() -> None:
     w = world(MAX_UPLOAD_BYTES=1000)
     with pytest.raises(InvalidRequestError, match="size must be a whole number of bytes from 1 to 1000"):
-        w.service.ticket("owner-1", UploadTicketRequest(filename="a.jpg", size=1001, content_type="image/jpeg"))
+        w.service.ticket(
+            "owner-1", UploadTicketRequest(filename="a.jpg", size=1001, content_type="image/jpeg")
+        )
     assert w.bucket.puts == []
 
 
@@ -175,9 +177,15 @@ def test_img2img_ticket_records_a_waiting_job_starts_its_expiry_timer_and_return
     assert job.request["image"] is None
     assert job.deadline_at is not None
     assert (job.deadline_at - T0).total_seconds() == 3600
-    assert w.expiry.started == [(ticket.id, {"job_id": ticket.id, "wait_seconds": 3600 + EXPIRY_GRACE_SECONDS})]
+    assert w.expiry.started == [
+        (ticket.id, {"job_id": ticket.id, "wait_seconds": 3600 + EXPIRY_GRACE_SECONDS})
+    ]
     assert w.bucket.puts == [
-        {"key": job.input_key, "headers": {"Content-Type": "image/png", "Content-Length": "5000"}, "expires_in": 3600}
+        {
+            "key": job.input_key,
+            "headers": {"Content-Type": "image/png", "Content-Length": "5000"},
+            "expires_in": 3600,
+        }
     ]
     data = ticket.model_dump(mode="json")
     assert data["status"] == "created"
@@ -235,7 +243,11 @@ def api(w: World, monkeypatch: pytest.MonkeyPatch) -> APIGatewayHttpResolver:
 
 
 def http_event(
-    path: str, body: bytes | str, *, content_type: str = "application/json", owner: str | None = "owner-1",
+    path: str,
+    body: bytes | str,
+    *,
+    content_type: str = "application/json",
+    owner: str | None = "owner-1",
     query: str = "",
 ) -> dict[str, Any]:
     raw = body.encode() if isinstance(body, str) else body
@@ -250,8 +262,13 @@ def http_event(
             "accountId": "123456789012",
             "apiId": "api",
             "domainName": "api.example",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9",
-                     "userAgent": "test"},
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "test",
+            },
             "requestId": "req",
             "routeKey": f"POST {path}",
             "stage": "$default",
@@ -288,7 +305,10 @@ def call(app: APIGatewayHttpResolver, event: dict[str, Any]) -> tuple[int, dict[
         ({"prompt": "x", "strength": 1.5}, "strength must be a number from 0.0 to 1.0"),
         ({"prompt": ""}, "prompt must be a non-empty string"),
         ({"prompt": "x", "content_type": "image/gif"}, "content_type must be one of image/jpeg"),
-        ({"prompt": "x", "content_length": 30 * 1024 * 1024}, "content_length must be a whole number of bytes"),
+        (
+            {"prompt": "x", "content_length": 30 * 1024 * 1024},
+            "content_length must be a whole number of bytes",
+        ),
         ("{not json", "must be valid JSON"),
     ],
 )
@@ -317,7 +337,9 @@ def test_img2img_upload_route_answers_the_job_and_its_put(monkeypatch: pytest.Mo
     status, answer = call(
         app,
         http_event(
-            "/api/v3/img2img/uploads", json.dumps({"prompt": "x"}), query="webhook=https%3A%2F%2Fhooks.example%2Fa"
+            "/api/v3/img2img/uploads",
+            json.dumps({"prompt": "x"}),
+            query="webhook=https%3A%2F%2Fhooks.example%2Fa",
         ),
     )
 
@@ -358,9 +380,13 @@ def test_media_uploads_route_answers_the_ticket(monkeypatch: pytest.MonkeyPatch)
 def multipart(name: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = "----fluxrelayboundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
-        f"Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -380,7 +406,10 @@ def test_binary_route_stores_the_multipart_file(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     ("field", "data", "message"),
-    [("other", image_bytes(), "multipart field 'file' is required"), ("file", b"%PDF-1.7", "not a decodable")],
+    [
+        ("other", image_bytes(), "multipart field 'file' is required"),
+        ("file", b"%PDF-1.7", "not a decodable"),
+    ],
 )
 def test_binary_route_refuses_a_missing_field_or_a_non_image(
     field: str, data: bytes, message: str, monkeypatch: pytest.MonkeyPatch
@@ -420,8 +449,13 @@ def test_duplicate_s3_event_for_an_upload_gives_one_job_and_one_upstream_call() 
 @pytest.mark.parametrize(
     ("data", "content_type", "overrides", "message"),
     [
-        (b"this is a text file, not a photo" * 10, "image/jpeg", {}, "not a decodable JPEG, PNG or WebP image"),
-        (image_bytes("GIF"), "image/jpeg", {}, "not a decodable JPEG, PNG or WebP image"),
+        (
+            b"this is a text file, not a photo" * 10,
+            "image/jpeg",
+            {},
+            "not a decodable JPEG, PNG or WebP image",
+        ),
+        (image_bytes("GIF"), "image/jpeg", {}, "unsupported image format GIF; use JPEG, PNG or WebP"),
         (image_bytes("JPEG", (300, 300))[:400], "image/jpeg", {}, "not a decodable JPEG, PNG or WebP image"),
         (image_bytes("JPEG", (300, 300)), "image/jpeg", {"MAX_UPLOAD_BYTES": 500}, "the limit is 500 bytes"),
         (b"", "image/jpeg", {}, "the uploaded file is empty"),
@@ -576,7 +610,10 @@ def test_drop_that_is_not_an_image_fails_with_a_clear_error() -> None:
     w = world()
     w.bucket.add("img2img/drops/a.json", sidecar(), "application/json")
 
-    assert w.service.ingest(uploaded(w, "img2img/drops/a.jpeg", b"%PDF-1.7 ...", "binary/octet-stream")) == "failed"
+    assert (
+        w.service.ingest(uploaded(w, "img2img/drops/a.jpeg", b"%PDF-1.7 ...", "binary/octet-stream"))
+        == "failed"
+    )
 
     (job,) = w.jobs.items.values()
     assert "not a decodable JPEG, PNG or WebP image" in job.error.message  # type: ignore[union-attr]
@@ -630,7 +667,9 @@ def test_s3_objects_decodes_keys_and_skips_test_events() -> None:
 
 
 def load_handler(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"{name}_app_under_test", ROOT / "functions" / name / "app.py")
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_app_under_test", ROOT / "functions" / name / "app.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -711,23 +750,25 @@ def _sigv4_accepts(url: str, method: str, headers: dict[str, str], secret: str, 
 @pytest.fixture
 def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto-secret")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield S3UploadStore(BUCKET)
 
 
-def test_presigned_put_signs_content_type_and_length_so_s3_refuses_other_files(moto_s3: S3UploadStore) -> None:
+def test_presigned_put_signs_content_type_and_length_so_s3_refuses_other_files(
+    moto_s3: S3UploadStore,
+) -> None:
     url, headers = moto_s3.presigned_put("uploads/o/t/a.jpg", "image/jpeg", 1234, 900)
 
     assert headers == {"Content-Type": "image/jpeg", "Content-Length": "1234"}
     signed = dict(parse_qsl(urlsplit(url).query))["X-Amz-SignedHeaders"].split(";")
     assert signed == ["content-length", "content-type", "host"]
 
+    secret = boto3.Session().get_credentials().secret_key  # mock_aws' fake credentials
+
     def accepts(**sent: str) -> bool:
-        return _sigv4_accepts(url, "PUT", sent, "moto-secret", "us-east-1")
+        return _sigv4_accepts(url, "PUT", sent, secret, "us-east-1")
 
     assert accepts(**{"Content-Type": "image/jpeg", "Content-Length": "1234"})
     assert not accepts(**{"Content-Type": "image/jpeg", "Content-Length": "1235"})

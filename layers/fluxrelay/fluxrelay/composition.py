@@ -148,7 +148,11 @@ class Container:
     @cached_property
     def uploads(self) -> UploadService:
         s = self.settings
-        expiry = StepFunctionsWorkflow(s.upload_expiry_state_machine_arn) if s.upload_expiry_state_machine_arn else None
+        expiry = (
+            StepFunctionsWorkflow(s.upload_expiry_state_machine_arn)
+            if s.upload_expiry_state_machine_arn
+            else None
+        )
         return UploadService(
             jobs=self.jobs,
             submitter=self.submit,

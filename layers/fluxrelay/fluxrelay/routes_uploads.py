@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fluxrelay.composition import container
 from fluxrelay.errors import InvalidRequestError, UnauthorizedError
@@ -25,9 +26,15 @@ from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_m
 router = Router()
 
 
+def _event() -> APIGatewayProxyEventV2:
+    # The router is included in an APIGatewayHttpResolver: its events are payload 2.0.
+    return cast(APIGatewayProxyEventV2, router.current_event)
+
+
 def require_owner(router: Router) -> str:
     """The caller's owner id from the Lambda authorizer context (same rules as the API app)."""
-    lambda_ctx: dict[str, Any] = router.current_event.request_context.authorizer.get_lambda or {}
+    event = cast(APIGatewayProxyEventV2, router.current_event)
+    lambda_ctx: dict[str, Any] = event.request_context.authorizer.get_lambda or {}
     owner = lambda_ctx.get("owner") or ""
     if not owner:
         if lambda_ctx.get("auth_error") == "invalid":
@@ -39,11 +46,11 @@ def require_owner(router: Router) -> str:
 
 def _base_url() -> str:
     configured = container().settings.public_base_url
-    return configured or f"https://{router.current_event.request_context.domain_name}"
+    return configured or f"https://{_event().request_context.domain_name}"
 
 
 def _raw_body() -> bytes:
-    event = router.current_event
+    event = _event()
     body = event.body or ""
     if not event.is_base64_encoded:
         return body.encode()
@@ -62,7 +69,7 @@ def create_media_upload(request: Annotated[UploadTicketRequest, Body()]) -> Resp
 @router.post("/api/v3/media/upload/binary")
 def upload_media_binary() -> Response[Envelope[BinaryUpload]]:
     owner = require_owner(router)
-    content_type = router.current_event.headers.get("content-type", "")
+    content_type = _event().headers.get("content-type", "")
     filename, data = parse_multipart_file(_raw_body(), content_type)
     return envelope(container().uploads.binary(owner, filename, data))
 
@@ -73,6 +80,8 @@ def create_img2img_upload(
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
 ) -> Response[Envelope[Img2ImgUploadTicket]]:
     owner = require_owner(router)
-    ticket = container().uploads.img2img_ticket(owner, request, webhook_url=webhook, result_base_url=_base_url())
+    ticket = container().uploads.img2img_ticket(
+        owner, request, webhook_url=webhook, result_base_url=_base_url()
+    )
     logger.set_correlation_id(ticket.id)
     return envelope(ticket)

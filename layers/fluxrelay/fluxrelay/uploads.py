@@ -34,7 +34,15 @@ from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from fluxrelay import images
@@ -75,10 +83,11 @@ _FILENAME = TypeAdapter(Filename)
 
 # --------------------------------------------------------------------------- port
 class ObjectInfo(Protocol):
-    size: int
-    content_type: str
-    etag: str
-    version_id: str | None
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def content_type(self) -> str: ...
 
 
 class UploadStore(Protocol):
@@ -145,7 +154,9 @@ class Img2ImgUploadRequest(Img2ImgParameters):
     given, the presigned PUT only accepts exactly that many bytes.
     """
 
-    content_type: Annotated[UploadContentType, Field(description="Type of the file you will PUT.")] = "image/jpeg"
+    content_type: Annotated[UploadContentType, Field(description="Type of the file you will PUT.")] = (
+        "image/jpeg"
+    )
     content_length: Annotated[int | None, Field(ge=1, le=MAX_UPLOAD_BYTES)] = Field(
         None, description="Exact byte size of the file you will PUT (enforced by the signature)."
     )
@@ -231,7 +242,7 @@ def parse_multipart_file(body: bytes, content_type: str, field_name: str = "file
     )
     if not message.is_multipart():
         raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == field_name:
             data = part.get_payload(decode=True) or b""
             return str(part.get_filename() or ""), bytes(data)
@@ -357,9 +368,9 @@ class UploadService:
             # It did arrive; its S3 event is still queued (a burst) and will start the job.
             logger.info("upload arrived, its event is still queued", extra={"job_id": job_id})
             return ExpireOutcome(job_id, job.status.value, expired=False)
+        window = self.settings.upload_window_seconds
         error = JobError(
-            type="upload_timeout",
-            message=f"upload never arrived: no file was uploaded within {self.settings.upload_window_seconds} s",
+            type="upload_timeout", message=f"upload never arrived: nothing was uploaded within {window} s"
         )
         updated = self.jobs.transition(job_id, JobStatus.TIMEOUT, error=error, finished_at=self.clock())
         if updated is None:  # the upload won the race
@@ -421,7 +432,9 @@ class UploadService:
         if not isinstance(data, dict):
             raise InvalidRequestError(f"sidecar {key} must be a JSON object")
         try:
-            params = Img2ImgParameters.model_validate(data, context={"lora_allowlist": self.settings.lora_allowlist})
+            params = Img2ImgParameters.model_validate(
+                data, context={"lora_allowlist": self.settings.lora_allowlist}
+            )
             return params.to_generation_request()
         except ValidationError as exc:
             raise InvalidRequestError(f"sidecar {key}: {describe_validation_error(exc)}") from None
@@ -495,7 +508,9 @@ class UploadService:
             )
         try:
             if info.size <= self.settings.full_decode_max_bytes:  # small: decode it completely
-                found = images.sniff(self.uploads.read(key, self.settings.full_decode_max_bytes) or b"", full=True)
+                found = images.sniff(
+                    self.uploads.read(key, self.settings.full_decode_max_bytes) or b"", full=True
+                )
             else:  # large: magic bytes and header (format, dimensions) only
                 found = images.sniff(self.uploads.read_head(key, images.HEAD_BYTES))
         except Image.DecompressionBombError:
@@ -511,7 +526,9 @@ class UploadService:
         try:
             return GenerationRequest.model_validate({**job.request, "image": url})
         except ValidationError as exc:
-            raise InvalidRequestError(f"the stored parameters are invalid: {describe_validation_error(exc)}") from None
+            raise InvalidRequestError(
+                f"the stored parameters are invalid: {describe_validation_error(exc)}"
+            ) from None
 
     def _fail(self, job_id: str, message: str) -> str:
         error = JobError(type="invalid_input", message=message)
