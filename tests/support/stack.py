@@ -1,0 +1,167 @@
+"""Shared helpers for tests that drive the real application on the local stack."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay_local.stack import LocalStack, StackConfig
+
+T = TypeVar("T")
+
+# Small but real: Step Functions waits run at 1/1000 of their length, the stand-in takes
+# ~20 ms per image, and webhook retries start 1 s (scaled: 1 ms) apart.
+DEFAULT_PARAMETERS = {
+    "ExpectedSecondsPerImage": "1",
+    "PollIntervalSeconds": "1",
+    "PollMaxIntervalSeconds": "5",
+    "WebhookRetryBaseSeconds": "1",
+    "WebhookRetrySpanSeconds": "3600",
+}
+DEFAULT_STANDIN = {"seconds_per_image": 0.02, "queue_seconds": 0.01}
+
+
+def start_stack(tmp_dir: Any, *, parameters: dict[str, str] | None = None, url_policy: str = "development",
+                standin_options: dict[str, Any] | None = None) -> LocalStack:
+    config = StackConfig(
+        api_port=0,
+        upstream_port=0,
+        aws_port=0,
+        time_scale=0.001,
+        state_dir=tmp_dir / ".local",
+        parameter_overrides={**DEFAULT_PARAMETERS, **(parameters or {})},
+        url_policy=url_policy,
+        standin_options={**DEFAULT_STANDIN, **(standin_options or {})},
+    )
+    return LocalStack(config).start()
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Api:
+    """A caller of the fluxrelay HTTP API with one API key."""
+
+    base_url: str
+    key: str | None
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return {**headers, **(extra or {})}
+
+    def submit(self, body: dict[str, Any], *, webhook: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        params = {"webhook": webhook} if webhook else None
+        return self.http.post(
+            f"{self.base_url}/api/v3/wavespeed-ai/flux-schnell-lora", json=body, params=params, headers=self.headers(headers)
+        )
+
+    def result(self, job_id: str) -> httpx.Response:
+        return self.http.get(f"{self.base_url}/api/v3/predictions/{job_id}/result", headers=self.headers())
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.get(f"{self.base_url}{path}", headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.post(f"{self.base_url}{path}", headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def wait_finished(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            data = self.result(job_id).json()["data"]
+            return data if data["status"] in ("completed", "failed", "timeout") else None
+
+        return wait_for(probe, timeout=timeout, what=f"job {job_id} to finish")
+
+
+def api_for(stack: LocalStack, owner: str, **limits: Any) -> Api:
+    key, _ = DynamoApiKeyStore(stack.table, client=stack.client("dynamodb")).create(owner, **limits)
+    return Api(stack.api_url, key)
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records webhook deliveries and answers with scripted
+    statuses (then 200)."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.deliveries: list[Delivery] = []
+        self.attempts = 0
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @Request.application  # type: ignore[misc]
+    def _app(self, request: Request) -> Response:
+        with self._lock:
+            self.attempts += 1
+            status = self.statuses.pop(0) if self.statuses else 200
+            if status < 300:
+                self.deliveries.append(Delivery(dict(request.headers), request.get_data()))
+        return Response("ok", status=status)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait(self, count: int = 1, timeout: float = 30.0) -> list[Delivery]:
+        return wait_for(lambda: self.deliveries[:] if len(self.deliveries) >= count else None, timeout=timeout,
+                        what=f"{count} webhook deliveries")
+
+
+@contextmanager
+def sns_queue(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """An SQS queue subscribed to the job events topic; yields a function that drains it."""
+    sqs, sns = stack.client("sqs"), stack.client("sns")
+    url = sqs.create_queue(QueueName=f"sns-watch-{time.monotonic_ns()}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sub = sns.subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
+    seen: list[dict[str, Any]] = []
+
+    def drain() -> list[dict[str, Any]]:
+        for msg in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            seen.append(json.loads(msg["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+        return seen
+
+    try:
+        yield drain
+    finally:
+        sns.unsubscribe(SubscriptionArn=sub)
+        sqs.delete_queue(QueueUrl=url)
