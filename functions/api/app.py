@@ -4,7 +4,6 @@ The authorizer resolves the API key to an owner and never denies (HTTP APIs cann
 own 401 body); `require_owner` turns a missing or bad key into the WaveSpeed 401 envelope here.
 """
 
-
 import time
 from typing import Annotated, Any
 
@@ -160,7 +159,9 @@ def health() -> Response[Envelope[dict[str, str]]]:
 
 @app.get("/openapi.json")
 def openapi() -> Response[dict[str, Any]]:
-    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="fluxrelay"))
+    return Response(
+        status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="fluxrelay")
+    )
 
 
 # --- errors: every answer is the envelope ---------------------------------------------------

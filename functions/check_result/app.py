@@ -26,6 +26,6 @@ class CheckResultOutput(BaseModel):
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = CheckResultInput.model_validate(event)
     outcome = container().poll.check(task.job_id)
-    return CheckResultOutput(job_id=outcome.job_id, status=outcome.status, wait_seconds=outcome.wait_seconds).model_dump(
-        mode="json"
-    )
+    return CheckResultOutput(
+        job_id=outcome.job_id, status=outcome.status, wait_seconds=outcome.wait_seconds
+    ).model_dump(mode="json")

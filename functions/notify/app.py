@@ -29,5 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = NotifyInput.model_validate(event)
     outcome = container().notify.notify(task.job_id, task.attempt)
     return NotifyOutput(
-        job_id=outcome.job_id, attempt=outcome.attempt, webhook=outcome.webhook, wait_seconds=outcome.wait_seconds
+        job_id=outcome.job_id,
+        attempt=outcome.attempt,
+        webhook=outcome.webhook,
+        wait_seconds=outcome.wait_seconds,
     ).model_dump(mode="json")

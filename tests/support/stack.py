@@ -31,8 +31,13 @@ DEFAULT_PARAMETERS = {
 DEFAULT_STANDIN = {"seconds_per_image": 0.02, "queue_seconds": 0.01}
 
 
-def start_stack(tmp_dir: Any, *, parameters: dict[str, str] | None = None, url_policy: str = "development",
-                standin_options: dict[str, Any] | None = None) -> LocalStack:
+def start_stack(
+    tmp_dir: Any,
+    *,
+    parameters: dict[str, str] | None = None,
+    url_policy: str = "development",
+    standin_options: dict[str, Any] | None = None,
+) -> LocalStack:
     config = StackConfig(
         api_port=0,
         upstream_port=0,
@@ -46,7 +51,9 @@ def start_stack(tmp_dir: Any, *, parameters: dict[str, str] | None = None, url_p
     return LocalStack(config).start()
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll `probe` until it returns something truthy; fail after `timeout` seconds (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -70,10 +77,15 @@ class Api:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         return {**headers, **(extra or {})}
 
-    def submit(self, body: dict[str, Any], *, webhook: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    def submit(
+        self, body: dict[str, Any], *, webhook: str | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         params = {"webhook": webhook} if webhook else None
         return self.http.post(
-            f"{self.base_url}/api/v3/wavespeed-ai/flux-schnell-lora", json=body, params=params, headers=self.headers(headers)
+            f"{self.base_url}/api/v3/wavespeed-ai/flux-schnell-lora",
+            json=body,
+            params=params,
+            headers=self.headers(headers),
         )
 
     def result(self, job_id: str) -> httpx.Response:
@@ -141,8 +153,11 @@ class WebhookReceiver:
         self._server.server_close()
 
     def wait(self, count: int = 1, timeout: float = 30.0) -> list[Delivery]:
-        return wait_for(lambda: self.deliveries[:] if len(self.deliveries) >= count else None, timeout=timeout,
-                        what=f"{count} webhook deliveries")
+        return wait_for(
+            lambda: self.deliveries[:] if len(self.deliveries) >= count else None,
+            timeout=timeout,
+            what=f"{count} webhook deliveries",
+        )
 
 
 @contextmanager

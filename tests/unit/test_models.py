@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from fluxrelay.models import (
     MAX_PROMPT_LENGTH,
     MAX_UPLOAD_BYTES,
@@ -22,7 +24,6 @@ from fluxrelay.models import (
     error_body,
     success,
 )
-from pydantic import ValidationError
 
 UNKNOWN = "(not part of the API; it would be silently ignored and billed with defaults upstream)"
 PROMPT_RULE = "prompt must be a non-empty string of at most 2000 characters"

@@ -7,10 +7,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from fluxrelay.models import GenerationRequest, Lora, describe_validation_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from fluxrelay.models import GenerationRequest, Lora, describe_validation_error
 
 FIELDS = set(GenerationRequest.model_fields)
 HF_ID = re.compile(

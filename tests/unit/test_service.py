@@ -32,9 +32,9 @@ from fluxrelay.upstream import UpstreamPrediction
 from tests.fakes.memory import (
     FixedSecrets,
     MemoryJobStore,
-    MemorySlots,
     MemoryOutputSource,
     MemoryOutputStore,
+    MemorySlots,
     RecordingNotifier,
     RecordingWorkflow,
     ScriptedSender,
@@ -105,7 +105,11 @@ def world() -> dict[str, Any]:
 
 def dispatcher(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Dispatcher:
     return Dispatcher(
-        store=world["store"], upstream=lambda: upstream, slots=world["slots"], settings=settings(**kw), clock=world["clock"]
+        store=world["store"],
+        upstream=lambda: upstream,
+        slots=world["slots"],
+        settings=settings(**kw),
+        clock=world["clock"],
     )
 
 
@@ -124,7 +128,9 @@ def submitter(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Submi
 # --- submit -----------------------------------------------------------------------------------
 def test_submit_records_job_before_upstream_and_starts_workflow_named_by_job(world: dict[str, Any]) -> None:
     upstream = FakeUpstream()
-    job = submitter(world, upstream).submit("alice", request(num_images=2, enable_sync_mode=True), result_base_url="https://api.x")
+    job = submitter(world, upstream).submit(
+        "alice", request(num_images=2, enable_sync_mode=True), result_base_url="https://api.x"
+    )
 
     stored = world["store"].get(job.job_id)
     assert stored.status is JobStatus.CREATED
@@ -153,7 +159,9 @@ def test_private_webhook_is_refused_before_anything_is_written_or_paid(world: di
         (UpstreamUnavailableError("connection refused"), "upstream_unavailable"),
     ],
 )
-def test_failed_submit_is_recorded_as_failed_and_not_resent(world: dict[str, Any], error: Exception, error_type: str) -> None:
+def test_failed_submit_is_recorded_as_failed_and_not_resent(
+    world: dict[str, Any], error: Exception, error_type: str
+) -> None:
     upstream = FakeUpstream(submit_error=error)
     with pytest.raises(type(error)):
         submitter(world, upstream).submit("alice", request())
@@ -173,8 +181,11 @@ def make_job(world: dict[str, Any], **req: Any) -> str:
 def poller(world: dict[str, Any], results: list[Any]) -> PollService:
     upstream = FakeUpstream(results)
     return PollService(
-        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
-        settings=settings(), clock=world["clock"],
+        store=world["store"],
+        upstream=lambda: upstream,
+        dispatcher=dispatcher(world, upstream),
+        settings=settings(),
+        clock=world["clock"],
     )
 
 
@@ -186,8 +197,11 @@ def test_unknown_status_keeps_polling_with_capped_backoff(world: dict[str, Any])
     job_id = make_job(world)
     upstream = FakeUpstream([pred("queued-somewhere")] * 5)
     svc = PollService(
-        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
-        settings=settings(), clock=world["clock"],
+        store=world["store"],
+        upstream=lambda: upstream,
+        dispatcher=dispatcher(world, upstream),
+        settings=settings(),
+        clock=world["clock"],
     )
     waits = [svc.check(job_id).wait_seconds for _ in range(5)]
     assert waits == [1, 2, 4, 4, 4]
@@ -196,7 +210,9 @@ def test_unknown_status_keeps_polling_with_capped_backoff(world: dict[str, Any])
 
 def test_completed_result_records_outputs_and_moves_to_processing(world: dict[str, Any]) -> None:
     job_id = make_job(world)
-    outcome = poller(world, [pred("completed", outputs=["https://cdn/x.jpeg"], has_nsfw_contents=[False])]).check(job_id)
+    outcome = poller(
+        world, [pred("completed", outputs=["https://cdn/x.jpeg"], has_nsfw_contents=[False])]
+    ).check(job_id)
     assert outcome.status == "completed"
     job = world["store"].get(job_id)
     assert job.status is JobStatus.PROCESSING
@@ -235,9 +251,17 @@ def test_a_finished_job_never_moves_backwards(world: dict[str, Any]) -> None:
 
 
 # --- store outputs ----------------------------------------------------------------------------
-def outputs_service(world: dict[str, Any], files: dict[str, bytes | int], **kw: Any) -> tuple[OutputService, MemoryOutputStore]:
+def outputs_service(
+    world: dict[str, Any], files: dict[str, bytes | int], **kw: Any
+) -> tuple[OutputService, MemoryOutputStore]:
     bucket = MemoryOutputStore()
-    svc = OutputService(store=world["store"], outputs=bucket, sources=MemoryOutputSource(files), settings=settings(**kw), clock=world["clock"])
+    svc = OutputService(
+        store=world["store"],
+        outputs=bucket,
+        sources=MemoryOutputSource(files),
+        settings=settings(**kw),
+        clock=world["clock"],
+    )
     return svc, bucket
 
 
@@ -248,8 +272,12 @@ def completed_job(world: dict[str, Any], urls: list[str], **req: Any) -> str:
 
 
 def test_outputs_are_copied_with_content_type_and_job_completes(world: dict[str, Any]) -> None:
-    job_id = completed_job(world, ["https://cdn/0.png", "https://cdn/1.png"], output_format="png", num_images=2)
-    svc, bucket = outputs_service(world, {"https://cdn/0.png": image_bytes("PNG"), "https://cdn/1.png": image_bytes("PNG")})
+    job_id = completed_job(
+        world, ["https://cdn/0.png", "https://cdn/1.png"], output_format="png", num_images=2
+    )
+    svc, bucket = outputs_service(
+        world, {"https://cdn/0.png": image_bytes("PNG"), "https://cdn/1.png": image_bytes("PNG")}
+    )
     assert svc.store_outputs(job_id) == "completed"
     assert sorted(bucket.objects) == [f"outputs/{job_id}/0.png", f"outputs/{job_id}/1.png"]
     assert {ct for _, ct in bucket.objects.values()} == {"image/png"}
@@ -274,7 +302,9 @@ def test_base64_outputs_are_decoded_and_stored(world: dict[str, Any]) -> None:
         (image_bytes("JPEG", (512, 256)), "is 512x256, but 256x256 was requested"),
     ],
 )
-def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(world: dict[str, Any], served: Any, fragment: str) -> None:
+def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(
+    world: dict[str, Any], served: Any, fragment: str
+) -> None:
     job_id = completed_job(world, ["https://cdn/0.jpeg"])
     svc, _ = outputs_service(world, {"https://cdn/0.jpeg": served})
     assert svc.store_outputs(job_id) == "failed"
@@ -292,12 +322,21 @@ def test_outputs_over_the_byte_cap_fail_the_job(world: dict[str, Any]) -> None:
 
 
 # --- notify -----------------------------------------------------------------------------------
-def notifier(world: dict[str, Any], statuses: list[int], **kw: Any) -> tuple[NotifyService, RecordingNotifier, ScriptedSender]:
+def notifier(
+    world: dict[str, Any], statuses: list[int], **kw: Any
+) -> tuple[NotifyService, RecordingNotifier, ScriptedSender]:
     sns, sender = RecordingNotifier(), ScriptedSender(statuses)
     s = settings(WEBHOOK_RETRY_SPAN_SECONDS=100, WEBHOOK_RETRY_BASE_SECONDS=5, **kw)
     svc = NotifyService(
-        store=world["store"], slots=world["slots"], notifier=sns, sender=sender, secrets=world["secrets"],
-        presenter=PredictionPresenter(MemoryOutputStore(), s), settings=s, check_url=refuse_private, clock=world["clock"],
+        store=world["store"],
+        slots=world["slots"],
+        notifier=sns,
+        sender=sender,
+        secrets=world["secrets"],
+        presenter=PredictionPresenter(MemoryOutputStore(), s),
+        settings=s,
+        check_url=refuse_private,
+        clock=world["clock"],
     )
     return svc, sns, sender
 
@@ -308,7 +347,9 @@ def failed_job_with_webhook(world: dict[str, Any], url: str = "https://hooks.exa
     return job.job_id
 
 
-def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delivered(world: dict[str, Any]) -> None:
+def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delivered(
+    world: dict[str, Any],
+) -> None:
     job_id = failed_job_with_webhook(world)
     svc, sns, sender = notifier(world, [500, 503, 200])
     first = svc.notify(job_id, 0)
@@ -322,8 +363,9 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
     assert attributes == {"status": "failed", "owner": "alice", "source": "api"}
     assert message["job_id"] == job_id
     # The webhook body is the prediction object; it is delivered with the owner's secret.
-    url, payload, secrets = sender.calls[-1]
-    assert payload["id"] == job_id and payload["status"] == "failed"
+    _, payload, secrets = sender.calls[-1]
+    assert payload["id"] == job_id
+    assert payload["status"] == "failed"
     assert secrets == [world["secrets"].current("alice")]
 
 
@@ -339,7 +381,9 @@ def test_webhook_gives_up_after_the_retry_span(world: dict[str, Any]) -> None:
 def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None:
     job_id = failed_job_with_webhook(world)
     # The URL became unsafe since submit (e.g. DNS now points inside): recorded as a failed attempt.
-    world["store"].update(job_id, webhook=world["store"].get(job_id).webhook.model_copy(update={"url": "https://10.0.0.9/x"}))
+    world["store"].update(
+        job_id, webhook=world["store"].get(job_id).webhook.model_copy(update={"url": "https://10.0.0.9/x"})
+    )
     svc, _, sender = notifier(world, [200])
     outcome = svc.notify(job_id, 0)
     assert outcome.webhook == "retry"
@@ -348,7 +392,9 @@ def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None
 
 
 # --- global cap on concurrent upstream tasks --------------------------------------------------
-def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slot_frees(world: dict[str, Any]) -> None:
+def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slot_frees(
+    world: dict[str, Any],
+) -> None:
     world["slots"].capacity = 1
     upstream = FakeUpstream([pred("processing")])
     first = submitter(world, upstream).submit("alice", request())
@@ -356,11 +402,15 @@ def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slo
     # Given: one slot, two jobs — only the first reached the upstream.
     assert len(upstream.submitted) == 1
     queued = world["store"].get(second.job_id)
-    assert queued.status is JobStatus.CREATED and queued.upstream_id is None
+    assert queued.status is JobStatus.CREATED
+    assert queued.upstream_id is None
     assert world["workflow"].started[1][1]["wait_seconds"] == 1
     poll = PollService(
-        store=world["store"], upstream=lambda: upstream, dispatcher=dispatcher(world, upstream),
-        settings=settings(), clock=world["clock"],
+        store=world["store"],
+        upstream=lambda: upstream,
+        dispatcher=dispatcher(world, upstream),
+        settings=settings(),
+        clock=world["clock"],
     )
     # While the slot is held, polling the queued job sends nothing.
     assert poll.check(second.job_id).status == "created"
@@ -389,5 +439,7 @@ def test_a_dispatch_that_died_midway_is_never_resent(world: dict[str, Any]) -> N
 def test_failed_submit_releases_its_slot(world: dict[str, Any]) -> None:
     world["slots"].capacity = 1
     with pytest.raises(UpstreamRejectedError):
-        submitter(world, FakeUpstream(submit_error=UpstreamRejectedError("no", status=400))).submit("alice", request())
+        submitter(world, FakeUpstream(submit_error=UpstreamRejectedError("no", status=400))).submit(
+            "alice", request()
+        )
     assert world["slots"].holders == set()

@@ -25,7 +25,9 @@ def error_response(
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return Response(status_code=status, content_type=JSON, body=json.dumps(error_body(status, message)), headers=headers)
+    return Response(
+        status_code=status, content_type=JSON, body=json.dumps(error_body(status, message)), headers=headers
+    )
 
 
 def from_error(exc: FluxRelayError) -> Response:

@@ -31,7 +31,7 @@ MAX_KEY_LENGTH = 255
 REPLAY_FLAG = "_replayed"
 
 
-def _mark_replay(response: Any, record: DataRecord) -> Any:
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
     if isinstance(response, dict):
         return {**response, REPLAY_FLAG: True}
     return response
@@ -64,7 +64,9 @@ def _runner() -> Callable[..., dict[str, Any]]:
     return run
 
 
-def run_once(owner: str, key: str, payload: dict[str, Any], work: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+def run_once(
+    owner: str, key: str, payload: dict[str, Any], work: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
     """Run `work` once per (owner, key); returns (outcome, replayed)."""
     try:
         outcome = _runner()(submission={"owner": owner, "key": key, "payload": payload}, work=work)

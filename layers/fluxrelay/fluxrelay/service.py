@@ -102,13 +102,15 @@ class SubmitService:
         job = JobItem(
             job_id=jid,
             owner=owner,
-            source=source,  # type: ignore[arg-type]
+            source=source,
             request=request.model_dump(mode="json"),
             status=status,
             created_at=now,
             updated_at=now,
             webhook=WebhookState(url=webhook_url) if webhook_url else None,
-            result_url=f"{result_base_url.rstrip('/')}/api/v3/predictions/{jid}/result" if result_base_url else "",
+            result_url=f"{result_base_url.rstrip('/')}/api/v3/predictions/{jid}/result"
+            if result_base_url
+            else "",
             input_key=input_key,
             deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
             expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
@@ -232,7 +234,9 @@ class PollService:
             result = self.upstream().get_result(job.upstream_id)
         except UnknownTaskError:
             return self._finish(
-                job, JobStatus.FAILED, JobError(type="upstream_task_gone", message="the upstream no longer knows this task")
+                job,
+                JobStatus.FAILED,
+                JobError(type="upstream_task_gone", message="the upstream no longer knows this task"),
             )
         except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
             # The client already retried with backoff; keep polling until the deadline instead of
@@ -254,9 +258,13 @@ class PollService:
             return CheckOutcome(job_id, JobStatus.COMPLETED.value, 0)
         if result.is_failed:
             message = result.error or f"the upstream task ended with status {result.status}"
-            return self._finish(job, JobStatus.FAILED, JobError(type=f"upstream_{result.status}", message=message))
+            return self._finish(
+                job, JobStatus.FAILED, JobError(type=f"upstream_{result.status}", message=message)
+            )
         if result.status == "processing" and job.status is JobStatus.CREATED:
-            self.store.transition(job_id, JobStatus.PROCESSING, processing_at=now, upstream_status=result.status)
+            self.store.transition(
+                job_id, JobStatus.PROCESSING, processing_at=now, upstream_status=result.status
+            )
         return self._again(job, now)
 
     def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckOutcome:
@@ -273,7 +281,10 @@ class PollService:
 
     def next_wait(self, polls: int, job: JobItem, now: datetime) -> int:
         """Exponential backoff from the poll interval, capped, and never past the deadline."""
-        wait = min(self.settings.poll_interval_seconds * 2 ** max(polls - 1, 0), self.settings.poll_max_interval_seconds)
+        wait = min(
+            self.settings.poll_interval_seconds * 2 ** max(polls - 1, 0),
+            self.settings.poll_max_interval_seconds,
+        )
         if job.deadline_at:
             wait = min(wait, max(0, math.ceil((job.deadline_at - now).total_seconds())))
         return int(wait)
@@ -290,7 +301,9 @@ class PollService:
         )
         return self._finish(job, JobStatus.TIMEOUT, error, now)
 
-    def _finish(self, job: JobItem, to: JobStatus, error: JobError, now: datetime | None = None) -> CheckOutcome:
+    def _finish(
+        self, job: JobItem, to: JobStatus, error: JobError, now: datetime | None = None
+    ) -> CheckOutcome:
         updated = self.store.transition(job.job_id, to, error=error, finished_at=now or self.clock())
         final = updated or _load(self.store, job.job_id)
         return CheckOutcome(job.job_id, final.status.value, 0)
@@ -334,7 +347,9 @@ class OutputService:
         updated = self.store.transition(job_id, JobStatus.COMPLETED, outputs=stored, finished_at=self.clock())
         return (updated or _load(self.store, job_id)).status.value
 
-    def _copy(self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool) -> OutputItem:
+    def _copy(
+        self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool
+    ) -> OutputItem:
         label = f"output {index + 1} of {len(job.upstream_outputs)}"
         if source.startswith(("https://", "http://")):
             with self.sources.open(source) as chunks:
@@ -342,7 +357,13 @@ class OutputService:
         return self._check_and_put(job, request, index, iter([_decode_base64(source, label)]), label, nsfw)
 
     def _check_and_put(
-        self, job: JobItem, request: GenerationRequest, index: int, chunks: Iterator[bytes], label: str, nsfw: bool
+        self,
+        job: JobItem,
+        request: GenerationRequest,
+        index: int,
+        chunks: Iterator[bytes],
+        label: str,
+        nsfw: bool,
     ) -> OutputItem:
         cap = self.settings.max_output_bytes
         head = b""
@@ -355,7 +376,9 @@ class OutputService:
         except images.NotAnImageError as exc:
             raise OutputUnavailableError(f"{label} is not a JPEG, PNG or WebP image") from exc
         if info.format != request.output_format:
-            raise OutputUnavailableError(f"{label} is {info.format}, but {request.output_format} was requested")
+            raise OutputUnavailableError(
+                f"{label} is {info.format}, but {request.output_format} was requested"
+            )
         if not images.size_matches(info, request.width, request.height):
             raise OutputUnavailableError(
                 f"{label} is {info.width}x{info.height}, but {request.width}x{request.height} was requested"
@@ -373,7 +396,12 @@ class OutputService:
         key = output_key(job.job_id, index, info.format)
         size = self.outputs.put_stream(key, capped(), info.content_type)
         return OutputItem(
-            key=key, content_type=info.content_type, size=size, width=info.width, height=info.height, nsfw=nsfw
+            key=key,
+            content_type=info.content_type,
+            size=size,
+            width=info.width,
+            height=info.height,
+            nsfw=nsfw,
         )
 
 
@@ -413,7 +441,9 @@ class PredictionPresenter:
         if wants_base64:
             urls = [base64.b64encode(self.outputs.read(o.key)).decode() for o in job.outputs]
         else:
-            urls = [self.outputs.presigned_get(o.key, self.settings.output_url_ttl_seconds) for o in job.outputs]
+            urls = [
+                self.outputs.presigned_get(o.key, self.settings.output_url_ttl_seconds) for o in job.outputs
+            ]
         inference = job.inference_ms or 0
         error = job.error.message if job.error else ""
         return Prediction(
@@ -458,7 +488,9 @@ class NotifyService:
             raise JobStateError(f"job {job_id} is {job.status.value}, not finished")
         self.slots.release(job_id)  # idempotent; frees the upstream slot for queued jobs
         if not job.sns_published:
-            self.notifier.publish(self._message(job), {"status": job.status.value, "owner": job.owner, "source": job.source})
+            self.notifier.publish(
+                self._message(job), {"status": job.status.value, "owner": job.owner, "source": job.source}
+            )
             job = self.store.update(job_id, sns_published=True)
         hook = job.webhook
         if hook is None:
@@ -481,11 +513,15 @@ class NotifyService:
     def _deliver(self, job: JobItem, hook: WebhookState, attempt: int) -> NotifyOutcome:
         now = self.clock()
         first = hook.first_attempt_at or now
-        payload = self.presenter.present(job, allow_base64=False).model_dump(mode="json", by_alias=True, exclude_none=True)
+        payload = self.presenter.present(job, allow_base64=False).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
         status: int | None = None
         try:
             self.check_url(hook.url)  # again at delivery: DNS may have changed since submit
-            status = self.sender.deliver(hook.url, payload, self.secrets.signing_secrets(job.owner), f"msg_{job.job_id}")
+            status = self.sender.deliver(
+                hook.url, payload, self.secrets.signing_secrets(job.owner), f"msg_{job.job_id}"
+            )
             problem = None if 200 <= status < 300 else f"receiver answered HTTP {status}"
         except FluxRelayError as exc:
             problem = exc.message
@@ -494,8 +530,14 @@ class NotifyService:
             self.store.update(
                 job.job_id,
                 webhook=hook.model_copy(
-                    update={"state": "delivered", "attempts": attempts, "first_attempt_at": first, "last_status": status,
-                            "last_error": None, "delivered_at": now}
+                    update={
+                        "state": "delivered",
+                        "attempts": attempts,
+                        "first_attempt_at": first,
+                        "last_status": status,
+                        "last_error": None,
+                        "delivered_at": now,
+                    }
                 ),
             )
             return NotifyOutcome(job.job_id, attempt + 1, "delivered", 0)
@@ -505,8 +547,13 @@ class NotifyService:
         self.store.update(
             job.job_id,
             webhook=hook.model_copy(
-                update={"state": state, "attempts": attempts, "first_attempt_at": first, "last_status": status,
-                        "last_error": problem}
+                update={
+                    "state": state,
+                    "attempts": attempts,
+                    "first_attempt_at": first,
+                    "last_status": status,
+                    "last_error": problem,
+                }
             ),
         )
         logger.info("webhook delivery failed", extra={"attempt": attempts, "reason": problem, "state": state})

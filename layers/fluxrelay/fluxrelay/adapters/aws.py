@@ -15,4 +15,4 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeou
 
 
 def client(service: str, **kwargs: Any) -> Any:
-    return boto3.client(service, config=_CONFIG, **kwargs)  # type: ignore[call-overload]
+    return boto3.client(service, config=_CONFIG, **kwargs)

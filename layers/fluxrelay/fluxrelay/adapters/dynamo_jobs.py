@@ -30,7 +30,7 @@ def _to_attr(value: Any) -> dict[str, Any]:
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     # A JSON round trip turns datetimes/enums into strings and floats into Decimal.
     plain = json.loads(json.dumps(value, default=str), parse_float=Decimal)
-    return _SER.serialize(plain)  # type: ignore[no-any-return]
+    return _SER.serialize(plain)
 
 
 def _from_item(item: dict[str, Any]) -> JobItem:
@@ -61,14 +61,18 @@ class DynamoJobStore:
             if value is not None:
                 item[name] = _to_attr(value)
         try:
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            self._client.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise ConflictError(f"job {job.job_id} exists already") from exc
             raise
 
     def get(self, job_id: str) -> JobItem | None:
-        item = self._client.get_item(TableName=self._table, Key=self._key(job_id), ConsistentRead=True).get("Item")
+        item = self._client.get_item(TableName=self._table, Key=self._key(job_id), ConsistentRead=True).get(
+            "Item"
+        )
         return _from_item(item) if item else None
 
     def transition(self, job_id: str, to: JobStatus, **fields: Any) -> JobItem | None:
@@ -130,18 +134,6 @@ class DynamoJobStore:
                 return False
             raise
         return True
-
-    def list_by_owner(self, owner: str, limit: int = 20) -> list[JobItem]:
-        out = self._client.query(
-            TableName=self._table,
-            IndexName="by_owner",
-            KeyConditionExpression="#o = :o",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":o": {"S": owner}},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [_from_item(i) for i in out.get("Items", [])]
 
     @staticmethod
     def _updates(fields: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:

@@ -58,16 +58,15 @@ class DynamoApiKeyStore:
             owner=found["owner_name"]["S"],
             status=found["status"]["S"],
             created_at=found["created_at"]["S"],
-            requests_per_minute=int(found["requests_per_minute"]["N"]) if "requests_per_minute" in found else None,
+            requests_per_minute=int(found["requests_per_minute"]["N"])
+            if "requests_per_minute" in found
+            else None,
             images_per_day=int(found["images_per_day"]["N"]) if "images_per_day" in found else None,
         )
 
     def revoke(self, key_or_id: str) -> None:
         """Revoke by the plaintext key or by its 12-char key id."""
-        if key_or_id.startswith("fr_"):
-            pk = f"KEY#{hash_key(key_or_id)}"
-        else:
-            pk = self._find_pk_by_id(key_or_id)
+        pk = f"KEY#{hash_key(key_or_id)}" if key_or_id.startswith("fr_") else self._find_pk_by_id(key_or_id)
         try:
             self._client.update_item(
                 TableName=self._table,

@@ -27,7 +27,9 @@ class DynamoSlotPool:
                 TableName=self._table,
                 Key=_KEY,
                 UpdateExpression="ADD holders :j",
-                ConditionExpression="attribute_not_exists(holders) OR size(holders) < :cap OR contains(holders, :id)",
+                ConditionExpression=(
+                    "attribute_not_exists(holders) OR size(holders) < :cap OR contains(holders, :id)"
+                ),
                 ExpressionAttributeValues={
                     ":j": {"SS": [job_id]},
                     ":id": {"S": job_id},

@@ -35,7 +35,9 @@ class StepFunctionsWorkflow:
 
     def start(self, job_id: str, payload: dict[str, Any]) -> str:
         try:
-            out = self._client.start_execution(stateMachineArn=self._arn, name=job_id, input=json.dumps(payload))
+            out = self._client.start_execution(
+                stateMachineArn=self._arn, name=job_id, input=json.dumps(payload)
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
                 raise

@@ -50,7 +50,10 @@ class SecretsManagerWebhookSecrets:
             raw = parameters.get_secret(self._name(owner), max_age=_CACHE_SECONDS, force_fetch=fresh)
         except parameters.exceptions.GetParameterError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ResourceNotFoundException":
+            if (
+                isinstance(cause, ClientError)
+                and cause.response["Error"]["Code"] == "ResourceNotFoundException"
+            ):
                 return None
             if "ResourceNotFoundException" in str(exc):
                 return None
@@ -83,10 +86,6 @@ class SecretsManagerWebhookSecrets:
         self._client.put_secret_value(SecretId=self._name(owner), SecretString=json.dumps(rotated))
         parameters.get_secret(self._name(owner), max_age=_CACHE_SECONDS, force_fetch=True)
         return rotated
-
-    def describe(self, owner: str) -> dict[str, Any]:
-        doc = self._load(owner, fresh=True) or self._create(owner)
-        return doc
 
     def _create(self, owner: str) -> dict[str, Any]:
         doc = {"current": new_webhook_secret(), "previous": None, "previous_until": None}

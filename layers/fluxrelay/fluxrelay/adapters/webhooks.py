@@ -34,6 +34,12 @@ class StandardWebhookSender:
             "webhook-signature": sign(secrets, message_id, now, body),
         }
         response = safe_request(
-            "POST", url, self._policy, content=body.encode(), headers=headers, timeout=self._timeout, max_bytes=64 * 1024
+            "POST",
+            url,
+            self._policy,
+            content=body.encode(),
+            headers=headers,
+            timeout=self._timeout,
+            max_bytes=64 * 1024,
         )
         return int(response.status_code)
