@@ -14,12 +14,13 @@ resolves to a public address is decided by `fluxrelay.urlguard` right before any
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +39,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from fluxrelay.settings import UrlPolicyName, get_settings
 
 __all__ = [
     "ALLOWED_UPLOAD_CONTENT_TYPES",
@@ -162,12 +165,12 @@ def _https_url_problem(url: str) -> str | None:
         return "must not contain spaces or control characters"
     if "\\" in url:
         return "must not contain backslashes"
-    if not url.lower().startswith("https://"):
-        return "must be an https:// URL (http://, data:, file: and other schemes are not accepted)"
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced "[" in the host
         return "must be an https:// URL with a valid host name"
+    if not url.lower().startswith("https://") and not _local_http(parts):
+        return "must be an https:// URL (http://, data:, file: and other schemes are not accepted)"
     if "@" in parts.netloc:
         return "must not contain a user name or password (user:password@)"
     if not _HOST_PORT.fullmatch(parts.netloc):
@@ -179,6 +182,20 @@ def _https_url_problem(url: str) -> str | None:
     if ".." in unquote(parts.path).split("/"):
         return "must not contain '..' path segments"
     return None
+
+
+def _local_http(parts: SplitResult) -> bool:
+    """http:// on a loopback host, accepted only under the development URL policy: on the local
+    stack our own upload URLs (emulated S3) are plain http on 127.0.0.1."""
+    if parts.scheme.lower() != "http" or get_settings().url_policy is not UrlPolicyName.DEVELOPMENT:
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_https_url(value: str) -> str:
