@@ -69,16 +69,11 @@ class SubmitService:
     check_url: UrlCheck
     clock: Clock = utcnow
 
-    def check_urls(self, request: GenerationRequest, webhook_url: str | None) -> None:
-        """Refuse, before paying, any URL that points somewhere it must not (SSRF guard)."""
+    def check_urls(self, webhook_url: str | None) -> None:
+        """Refuse, before paying, a webhook URL we must never post to (SSRF guard). Image and
+        LoRA URLs are fetched by the upstream, not by us: the request model checks their syntax."""
         if webhook_url:
             self.check_url(webhook_url)
-        for url in (request.image, request.mask_image):
-            if url:
-                self.check_url(url)
-        for lora in request.loras:
-            if lora.path.startswith("https://"):
-                self.check_url(lora.path)
 
     def new_job(
         self,
@@ -93,7 +88,7 @@ class SubmitService:
         input_key: str | None = None,
     ) -> JobItem:
         """Check URLs and write the job item (nothing is sent upstream yet)."""
-        self.check_urls(request, webhook_url)
+        self.check_urls(webhook_url)
         if webhook_url:
             # Make sure the owner's signing secret exists before a webhook can ever be due.
             self.webhook_secrets.current(owner)
