@@ -4,6 +4,7 @@ The authorizer resolves the API key to an owner and never denies (HTTP APIs cann
 own 401 body); `require_owner` turns a missing or bad key into the WaveSpeed 401 envelope here.
 """
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -15,8 +16,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.composition import container
-from fluxrelay.errors import FluxRelayError, UnauthorizedError
-from fluxrelay.http import envelope, error_response, from_error
+from fluxrelay.errors import FluxRelayError
+from fluxrelay.http import authorizer_context, base_url, envelope, error_response, from_error, require_owner
 from fluxrelay.idempotency import MAX_KEY_LENGTH, register_context, run_once
 from fluxrelay.jobs import JobItem
 from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors
@@ -32,26 +33,6 @@ SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 _SYNC_POLL_SECONDS = 0.5
 
 
-def authorizer_context() -> dict[str, Any]:
-    return app.current_event.request_context.authorizer.get_lambda or {}
-
-
-def require_owner() -> str:
-    lambda_ctx = authorizer_context()
-    owner = lambda_ctx.get("owner") or ""
-    if not owner:
-        if lambda_ctx.get("auth_error") == "invalid":
-            raise UnauthorizedError("invalid or revoked API key")
-        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <your key>'")
-    logger.append_keys(owner=owner, key_id=lambda_ctx.get("key_id"))
-    return str(owner)
-
-
-def base_url() -> str:
-    configured = container().settings.public_base_url
-    return configured or f"https://{app.current_event.request_context.domain_name}"
-
-
 def present(job: JobItem, headers: dict[str, str] | None = None) -> Response:
     return envelope(container().presenter.present(job), headers=headers)
 
@@ -62,7 +43,7 @@ def submit(
     request: Annotated[GenerationRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
 ) -> Response[Envelope[Prediction]]:
-    owner = require_owner()
+    owner = require_owner(app.current_event)
     c = container()
     if c.settings.lora_allowlist and request.loras:
         request = GenerationRequest.model_validate(
@@ -72,7 +53,9 @@ def submit(
     def work() -> dict[str, Any]:
         take_quota(request.num_images)
         try:
-            job = c.submit.submit(owner, request, webhook_url=webhook, result_base_url=base_url())
+            job = c.submit.submit(
+                owner, request, webhook_url=webhook, result_base_url=base_url(app.current_event)
+            )
         except FluxRelayError as exc:
             if exc.retryable or exc.http_status == 429:
                 raise  # nothing was created upstream: a retry with the same key may go ahead
@@ -102,7 +85,7 @@ def submit(
 def take_quota(images: int) -> None:
     """Per-key requests/minute and images/day; refused before anything is paid for."""
     c = container()
-    ctx = authorizer_context()
+    ctx = authorizer_context(app.current_event)
     c.limiter.take(
         str(ctx.get("key_id") or ctx.get("owner")),
         images=images,
@@ -130,23 +113,23 @@ def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
 
 @app.get("/api/v3/predictions/<job_id>/result")
 def get_result(job_id: str) -> Response[Envelope[Prediction]]:
-    return present(get_owned(container().jobs, require_owner(), job_id))
+    return present(get_owned(container().jobs, require_owner(app.current_event), job_id))
 
 
 @app.get("/api/v3/predictions/<job_id>")
 def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
-    return present(get_owned(container().jobs, require_owner(), job_id))
+    return present(get_owned(container().jobs, require_owner(app.current_event), job_id))
 
 
 @app.get("/api/v3/webhook/secret")
 def webhook_secret() -> Response[Envelope[dict[str, str]]]:
-    owner = require_owner()
+    owner = require_owner(app.current_event)
     return envelope({"secret": container().webhook_secrets.current(owner)})
 
 
 @app.post("/api/v3/webhook/secret/rotate")
 def rotate_webhook_secret() -> Response[Envelope[dict[str, Any]]]:
-    owner = require_owner()
+    owner = require_owner(app.current_event)
     c = container()
     doc = c.webhook_secrets.rotate(owner, c.settings.webhook_rotation_grace_seconds)
     return envelope({"secret": doc["current"], "previous_valid_until": doc["previous_until"]})
@@ -160,7 +143,10 @@ def health() -> Response[Envelope[dict[str, str]]]:
 @app.get("/openapi.json")
 def openapi() -> Response[dict[str, Any]]:
     return Response(
-        status_code=200, content_type="application/json", body=app.get_openapi_json_schema(title="fluxrelay")
+        status_code=200,
+        content_type="application/json",
+        # A dict, not the JSON text: the route's response model (a dict) is validated.
+        body=json.loads(app.get_openapi_json_schema(title="fluxrelay")),
     )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from fluxrelay.errors import FluxRelayError
+from fluxrelay.errors import FluxRelayError, UnauthorizedError
 from fluxrelay.models import error_body, success
+from fluxrelay.observability import logger
+from fluxrelay.settings import get_settings
 
 JSON = "application/json"
 
@@ -25,9 +27,9 @@ def error_response(
     headers = dict(headers or {})
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return Response(
-        status_code=status, content_type=JSON, body=json.dumps(error_body(status, message)), headers=headers
-    )
+    # A dict, like `envelope`: a route that returns this has it validated against its response
+    # model (Envelope[...] allows `"data": null`); a JSON string would fail that validation.
+    return Response(status_code=status, content_type=JSON, body=error_body(status, message), headers=headers)
 
 
 def from_error(exc: FluxRelayError) -> Response:
@@ -35,3 +37,26 @@ def from_error(exc: FluxRelayError) -> Response:
     if retry_after is None and exc.http_status in (429, 503):
         retry_after = 5
     return error_response(exc.http_status, exc.message, retry_after=retry_after)
+
+
+# --- the caller -----------------------------------------------------------------------------
+def authorizer_context(event: APIGatewayProxyEventV2) -> dict[str, Any]:
+    return event.request_context.authorizer.get_lambda or {}
+
+
+def require_owner(event: APIGatewayProxyEventV2) -> str:
+    """The caller's owner from the authorizer context. The authorizer never denies (an HTTP API
+    cannot shape its own 401 body), so a missing or bad key becomes the 401 envelope here."""
+    context = authorizer_context(event)
+    owner = context.get("owner") or ""
+    if not owner:
+        if context.get("auth_error") == "invalid":
+            raise UnauthorizedError("invalid or revoked API key")
+        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <your key>'")
+    logger.append_keys(owner=owner, key_id=context.get("key_id"))
+    return str(owner)
+
+
+def base_url(event: APIGatewayProxyEventV2) -> str:
+    """Our public base URL, for `urls.get` (API Gateway is https on its own domain)."""
+    return get_settings().public_base_url or f"https://{event.request_context.domain_name}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -17,8 +17,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fluxrelay.composition import container
-from fluxrelay.errors import InvalidRequestError, UnauthorizedError
-from fluxrelay.http import envelope
+from fluxrelay.errors import InvalidRequestError
+from fluxrelay.http import base_url, envelope, require_owner
 from fluxrelay.models import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
 from fluxrelay.observability import logger
 from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_multipart_file
@@ -29,24 +29,6 @@ router = Router()
 def _event() -> APIGatewayProxyEventV2:
     # The router is included in an APIGatewayHttpResolver: its events are payload 2.0.
     return cast(APIGatewayProxyEventV2, router.current_event)
-
-
-def require_owner(router: Router) -> str:
-    """The caller's owner id from the Lambda authorizer context (same rules as the API app)."""
-    event = cast(APIGatewayProxyEventV2, router.current_event)
-    lambda_ctx: dict[str, Any] = event.request_context.authorizer.get_lambda or {}
-    owner = lambda_ctx.get("owner") or ""
-    if not owner:
-        if lambda_ctx.get("auth_error") == "invalid":
-            raise UnauthorizedError("invalid or revoked API key")
-        raise UnauthorizedError("missing API key: send the header 'Authorization: Bearer <your key>'")
-    logger.append_keys(owner=owner, key_id=lambda_ctx.get("key_id"))
-    return str(owner)
-
-
-def _base_url() -> str:
-    configured = container().settings.public_base_url
-    return configured or f"https://{_event().request_context.domain_name}"
 
 
 def _raw_body() -> bytes:
@@ -62,13 +44,13 @@ def _raw_body() -> bytes:
 
 @router.post("/api/v3/media/uploads")
 def create_media_upload(request: Annotated[UploadTicketRequest, Body()]) -> Response[Envelope[UploadTicket]]:
-    owner = require_owner(router)
+    owner = require_owner(_event())
     return envelope(container().uploads.ticket(owner, request))
 
 
 @router.post("/api/v3/media/upload/binary")
 def upload_media_binary() -> Response[Envelope[BinaryUpload]]:
-    owner = require_owner(router)
+    owner = require_owner(_event())
     content_type = _event().headers.get("content-type", "")
     filename, data = parse_multipart_file(_raw_body(), content_type)
     return envelope(container().uploads.binary(owner, filename, data))
@@ -79,9 +61,9 @@ def create_img2img_upload(
     request: Annotated[Img2ImgUploadRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
 ) -> Response[Envelope[Img2ImgUploadTicket]]:
-    owner = require_owner(router)
+    owner = require_owner(_event())
     ticket = container().uploads.img2img_ticket(
-        owner, request, webhook_url=webhook, result_base_url=_base_url()
+        owner, request, webhook_url=webhook, result_base_url=base_url(_event())
     )
     logger.set_correlation_id(ticket.id)
     return envelope(ticket)
