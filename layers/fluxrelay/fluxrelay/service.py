@@ -113,19 +113,9 @@ class SubmitService:
         self.store.create(job)
         return job
 
-    def submit(
-        self,
-        owner: str,
-        request: GenerationRequest,
-        *,
-        source: str = "api",
-        webhook_url: str | None = None,
-        result_base_url: str = "",
-    ) -> JobItem:
-        job = self.new_job(
-            owner, request, source=source, webhook_url=webhook_url, result_base_url=result_base_url
-        )
-        return self.start(job, request)
+    def submit(self, owner: str, request: GenerationRequest, **job_options: Any) -> JobItem:
+        """Record the job (`job_options` as for `new_job`), then submit it and start its workflow."""
+        return self.start(self.new_job(owner, request, **job_options), request)
 
     def start(self, job: JobItem, request: GenerationRequest) -> JobItem:
         """Send a recorded job upstream (once, when an upstream slot is free) and start its
