@@ -299,10 +299,10 @@ class LocalStack:
     @staticmethod
     def _clear_settings_cache() -> None:
         try:
-            from fluxrelay.settings import get_settings
+            from fluxrelay.composition import reset
         except ImportError:  # the harness works for any template, fluxrelay or not
             return
-        get_settings.cache_clear()
+        reset()
 
     def _start_moto(self) -> None:
         from moto.core.config import default_user_config

@@ -166,3 +166,17 @@ class Container:
 @lru_cache(maxsize=1)
 def container() -> Container:
     return Container(get_settings())
+
+
+def reset() -> None:
+    """Forget everything cached for this container (settings, clients, secrets, idempotency
+    store), as a cold start would. For the local stack and tests, which change the environment
+    within one process; a Lambda container never needs it."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from fluxrelay import idempotency
+
+    get_settings.cache_clear()
+    container.cache_clear()
+    idempotency.reset()
+    parameters.clear_caches()

@@ -64,6 +64,11 @@ def _runner() -> Callable[..., dict[str, Any]]:
     return run
 
 
+def reset() -> None:
+    _config.cache_clear()
+    _runner.cache_clear()
+
+
 def run_once(
     owner: str, key: str, payload: dict[str, Any], work: Callable[[], dict[str, Any]]
 ) -> tuple[dict[str, Any], bool]:

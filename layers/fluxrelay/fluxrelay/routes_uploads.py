@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from fluxrelay.composition import container
 from fluxrelay.errors import InvalidRequestError
 from fluxrelay.http import base_url, envelope, require_owner
+from fluxrelay.idempotency import MAX_KEY_LENGTH, run_once
 from fluxrelay.models import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
 from fluxrelay.observability import logger
 from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_multipart_file
@@ -61,9 +62,25 @@ def create_img2img_upload(
     request: Annotated[Img2ImgUploadRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
 ) -> Response[Envelope[Img2ImgUploadTicket]]:
-    owner = require_owner(_event())
-    ticket = container().uploads.img2img_ticket(
-        owner, request, webhook_url=webhook, result_base_url=base_url(_event())
-    )
+    event = _event()
+    owner = require_owner(event)
+
+    def work() -> dict[str, Any]:
+        ticket = container().uploads.img2img_ticket(
+            owner, request, webhook_url=webhook, result_base_url=base_url(event)
+        )
+        return {"ticket": ticket.model_dump(mode="json")}
+
+    # `Idempotency-Key` as on submit: a retry gets the same job (and a PUT URL for it).
+    key = event.headers.get("idempotency-key")
+    replayed = False
+    if key is None:
+        outcome = work()
+    else:
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        payload = {"route": "img2img/uploads", "body": request.model_dump(mode="json"), "webhook": webhook}
+        outcome, replayed = run_once(owner, key, payload, work)
+    ticket = Img2ImgUploadTicket.model_validate(outcome["ticket"])
     logger.set_correlation_id(ticket.id)
-    return envelope(ticket)
+    return envelope(ticket, headers={"Idempotent-Replayed": "true"} if replayed else None)
