@@ -10,7 +10,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -154,6 +157,30 @@ def openapi() -> Response[dict[str, Any]]:
 @app.exception_handler(RequestValidationError)
 def on_validation_error(exc: RequestValidationError) -> Response:
     return error_response(400, describe_errors(exc.errors()))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def on_unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+    # A body sent as text/plain, form data, ...: the caller's mistake, not a 500.
+    return error_response(415, "send the request body as JSON with 'Content-Type: application/json'")
+
+
+@app.exception_handler(UnicodeDecodeError)
+def on_undecodable_body(_: UnicodeDecodeError) -> Response:
+    # Powertools decodes the body as UTF-8 before parsing it as JSON.
+    return error_response(400, "the body must be UTF-8 encoded JSON")
+
+
+@app.exception_handler(ValueError)
+def on_value_error(exc: ValueError) -> Response:
+    # Powertools' multipart parser raises a bare ValueError for a malformed multipart body (e.g.
+    # no boundary): the caller's mistake. Any other ValueError is ours: the generic 500.
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is not None and frame.tb_frame.f_code.co_name.startswith("_parse_multipart"):
+        return error_response(400, f"the multipart body could not be read: {exc}")
+    return on_unexpected(exc)
 
 
 @app.exception_handler(FluxRelayError)

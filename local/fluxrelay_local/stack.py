@@ -17,6 +17,7 @@ import os
 import secrets
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,7 @@ from typing import Any
 from fluxrelay_local.apigw import HttpApiEmulator, routes_from_template
 from fluxrelay_local.deploy import DeployedStack, deploy_template
 from fluxrelay_local.lambdas import LambdaRunner, function_env
+from fluxrelay_local.moto_patches import atomic_dynamodb_writes
 
 LOG = logging.getLogger(__name__)
 
@@ -155,6 +157,7 @@ class LocalStack:
         self.upstream_url = ""
         self.info: dict[str, Any] = {}
         self._moto: Any = None
+        self._exits = ExitStack()  # moto patches undone at stop()
         self._standin: Any = None
         self._standin_key: str | None = None
         self._saved_sfn_config: Any = None
@@ -254,6 +257,7 @@ class LocalStack:
             if self._moto._server is not None:
                 self._moto._server.server_close()
             self._moto = None
+        self._exits.close()
         self._restore_env()
         self._clear_settings_cache()
         with LocalStack._active_lock:
@@ -312,6 +316,7 @@ class LocalStack:
         # Executing state machines is a process-wide moto switch; no env var exists (LOCAL_AWS.md).
         self._saved_sfn_config = default_user_config.get("stepfunctions")
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        self._exits.enter_context(atomic_dynamodb_writes())
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.aws_port, verbose=False)
         self._moto.start()
         _, port = self._moto.get_host_and_port()

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -33,27 +32,6 @@ SUBMIT = "/api/v3/wavespeed-ai/flux-schnell-lora"
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module", autouse=True)
-def atomic_dynamodb_writes() -> Iterator[None]:
-    """DynamoDB applies each conditional write atomically; the in-process moto server evaluates
-    condition and write without a lock, so two concurrent requests could both pass a condition
-    only one may pass. Give moto the real service's per-request atomicity (a read-then-write in
-    our code would still race: the lock covers one request, not a read-modify-write)."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-            original = getattr(DynamoDBBackend, name)
-
-            def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-                with lock:
-                    return _original(self, *args, **kwargs)
-
-            patch.setattr(DynamoDBBackend, name, locked)
-        yield
-
-
 def tag() -> str:
     """A marker put in a prompt, to find this test's submissions at the stand-in."""
     return f"t{uuid.uuid4().hex[:12]}"

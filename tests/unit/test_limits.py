@@ -18,6 +18,7 @@ from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
 from fluxrelay.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
 from fluxrelay.settings import get_settings
+from fluxrelay_local.moto_patches import atomic_dynamodb_writes
 
 TABLE = "fluxrelay-limits-test"
 T0 = datetime(2026, 3, 1, 12, 30, 45, tzinfo=UTC)
@@ -31,30 +32,12 @@ class Clock:
         return self.now
 
 
-def serialise_moto_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each (conditional) write atomically; moto evaluates the condition and
-    writes without a lock, so two threads could both pass a condition that only one may pass.
-    Give moto the atomicity of the real service: one write at a time. (A limiter that read and
-    then wrote would still overshoot: the lock is per request, not per read-modify-write.)"""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture
 def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    serialise_moto_writes(monkeypatch)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
+    # moto's conditional writes are not atomic under threads; the local stack's patch makes them so.
+    with atomic_dynamodb_writes(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
             TableName=TABLE,
