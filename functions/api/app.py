@@ -20,8 +20,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.composition import container
 from fluxrelay.errors import FluxRelayError
-from fluxrelay.http import authorizer_context, base_url, envelope, error_response, from_error, require_owner
-from fluxrelay.idempotency import MAX_KEY_LENGTH, register_context, run_once
+from fluxrelay.http import (
+    base_url,
+    envelope,
+    error_response,
+    from_error,
+    once_per_key,
+    require_owner,
+    take_quota,
+)
+from fluxrelay.idempotency import register_context
 from fluxrelay.jobs import JobItem
 from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors
 from fluxrelay.observability import logger, metrics, tracer
@@ -54,7 +62,7 @@ def submit(
         )
 
     def work() -> dict[str, Any]:
-        take_quota(request.num_images)
+        take_quota(app.current_event, c.limiter, c.settings, request.num_images)
         try:
             job = c.submit.submit(
                 owner, request, webhook_url=webhook, result_base_url=base_url(app.current_event)
@@ -65,16 +73,8 @@ def submit(
             return {"error": {"status": exc.http_status, "message": exc.message}}
         return {"job_id": job.job_id}
 
-    key = app.current_event.headers.get("idempotency-key")
-    replayed = False
-    if key is None:
-        outcome = work()
-    else:
-        if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            return error_response(400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
-        payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
-        outcome, replayed = run_once(owner, key, payload, work)
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
+    outcome, headers = once_per_key(app.current_event, owner, "submit", payload, work)
     if "error" in outcome:
         return error_response(outcome["error"]["status"], outcome["error"]["message"], headers=headers)
     job = get_owned(c.jobs, owner, outcome["job_id"])
@@ -83,18 +83,6 @@ def submit(
     if request.enable_sync_mode:
         return _wait_for(job, headers)
     return present(job, headers=headers)
-
-
-def take_quota(images: int) -> None:
-    """Per-key requests/minute and images/day; refused before anything is paid for."""
-    c = container()
-    ctx = authorizer_context(app.current_event)
-    c.limiter.take(
-        str(ctx.get("key_id") or ctx.get("owner")),
-        images=images,
-        requests_per_minute=int(ctx.get("requests_per_minute") or c.settings.default_requests_per_minute),
-        images_per_day=int(ctx.get("images_per_day") or c.settings.default_images_per_day),
-    )
 
 
 def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:

@@ -191,6 +191,17 @@ def test_the_daily_image_quota_refuses_a_request_that_would_exceed_it(stack: Loc
     assert caller.submit({"prompt": f"c {marker}", "num_images": 1}).status_code == 200
 
 
+def test_img2img_by_upload_counts_against_the_same_image_quota(stack: LocalStack) -> None:
+    caller = api_for(stack, "limited-uploads", images_per_day=3)
+    body = {"prompt": "a watercolor", "num_images": 2}
+
+    first = caller.post("/api/v3/img2img/uploads", json=body)
+    second = caller.post("/api/v3/img2img/uploads", json=body)
+
+    assert_envelope(first, 200)
+    assert "daily quota of 3 images" in assert_envelope(second, 429)["message"]
+
+
 def test_concurrent_requests_never_exceed_the_rate_limit(stack: LocalStack) -> None:
     limit, callers = 4, 12
     caller = api_for(stack, "limited-burst", requests_per_minute=limit)

@@ -220,10 +220,19 @@ def test_img2img_ticket_whose_timer_cannot_start_fails_the_job_instead_of_leavin
 
 
 # --- the HTTP routes (a resolver with the API's validation and error mapping) -------------------
+class UnlimitedLimiter:
+    def __init__(self) -> None:
+        self.taken: list[int] = []
+
+    def take(self, key_id: str, *, images: int, requests_per_minute: int, images_per_day: int) -> None:
+        self.taken.append(images)
+
+
 class FakeContainer:
     def __init__(self, w: World) -> None:
         self.uploads = w.service
         self.settings = w.settings
+        self.limiter = UnlimitedLimiter()
 
 
 def api(w: World, monkeypatch: pytest.MonkeyPatch) -> APIGatewayHttpResolver:

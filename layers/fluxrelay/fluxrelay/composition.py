@@ -43,8 +43,8 @@ class Container:
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy.from_name(self.settings.url_policy.value)
 
-    def check_url(self, url: str) -> Any:
-        return check_url(url, self.url_policy)
+    def check_webhook_url(self, url: str) -> Any:
+        return check_url(url, self.url_policy, label="webhook URL")
 
     @cached_property
     def jobs(self) -> DynamoJobStore:
@@ -109,7 +109,7 @@ class Container:
             workflow=StepFunctionsWorkflow(self.settings.state_machine_arn),
             webhook_secrets=self.webhook_secrets,
             settings=self.settings,
-            check_url=self.check_url,
+            check_url=self.check_webhook_url,
         )
 
     @cached_property
@@ -137,7 +137,7 @@ class Container:
             secrets=self.webhook_secrets,
             presenter=self.presenter,
             settings=self.settings,
-            check_url=self.check_url,
+            check_url=self.check_webhook_url,
         )
 
     # --- uploads and img2img from S3 (issue 4) ---

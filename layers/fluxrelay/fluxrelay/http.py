@@ -1,19 +1,26 @@
-"""The one place that turns errors into HTTP responses (the WaveSpeed envelope)."""
+"""What every API route shares: the envelope and the one mapping of errors to HTTP responses,
+the caller's identity, per-key quotas and `Idempotency-Key` handling."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from fluxrelay.errors import FluxRelayError, UnauthorizedError
+from fluxrelay.errors import FluxRelayError, InvalidRequestError, UnauthorizedError
+from fluxrelay.idempotency import MAX_KEY_LENGTH, run_once
 from fluxrelay.models import error_body, success
 from fluxrelay.observability import logger
-from fluxrelay.settings import get_settings
+from fluxrelay.settings import Settings, get_settings
 
 JSON = "application/json"
+
+
+class Limiter(Protocol):
+    def take(self, key_id: str, *, images: int, requests_per_minute: int, images_per_day: int) -> None: ...
 
 
 def envelope(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -60,3 +67,32 @@ def require_owner(event: APIGatewayProxyEventV2) -> str:
 def base_url(event: APIGatewayProxyEventV2) -> str:
     """Our public base URL, for `urls.get` (API Gateway is https on its own domain)."""
     return get_settings().public_base_url or f"https://{event.request_context.domain_name}"
+
+
+def take_quota(event: APIGatewayProxyEventV2, limiter: Limiter, settings: Settings, images: int) -> None:
+    """The caller key's requests/minute and images/day, refused before anything is paid for."""
+    context = authorizer_context(event)
+    limiter.take(
+        str(context.get("key_id") or context.get("owner")),
+        images=images,
+        requests_per_minute=int(context.get("requests_per_minute") or settings.default_requests_per_minute),
+        images_per_day=int(context.get("images_per_day") or settings.default_images_per_day),
+    )
+
+
+def once_per_key(
+    event: APIGatewayProxyEventV2,
+    owner: str,
+    route: str,
+    payload: dict[str, Any],
+    work: Callable[[], dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """Run `work` once per `Idempotency-Key` (when the caller sent one); returns its outcome and
+    the response headers that mark a replay."""
+    key = event.headers.get("idempotency-key")
+    if key is None:
+        return work(), None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+    outcome, replayed = run_once(owner, key, {"route": route, **payload}, work)
+    return outcome, ({"Idempotent-Replayed": "true"} if replayed else None)

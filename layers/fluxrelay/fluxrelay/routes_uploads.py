@@ -18,8 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fluxrelay.composition import container
 from fluxrelay.errors import InvalidRequestError
-from fluxrelay.http import base_url, envelope, require_owner
-from fluxrelay.idempotency import MAX_KEY_LENGTH, run_once
+from fluxrelay.http import base_url, envelope, once_per_key, require_owner, take_quota
 from fluxrelay.models import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
 from fluxrelay.observability import logger
 from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_multipart_file
@@ -66,21 +65,16 @@ def create_img2img_upload(
     owner = require_owner(event)
 
     def work() -> dict[str, Any]:
-        ticket = container().uploads.img2img_ticket(
+        c = container()
+        take_quota(event, c.limiter, c.settings, request.num_images)
+        ticket = c.uploads.img2img_ticket(
             owner, request, webhook_url=webhook, result_base_url=base_url(event)
         )
         return {"ticket": ticket.model_dump(mode="json")}
 
     # `Idempotency-Key` as on submit: a retry gets the same job (and a PUT URL for it).
-    key = event.headers.get("idempotency-key")
-    replayed = False
-    if key is None:
-        outcome = work()
-    else:
-        if not 1 <= len(key) <= MAX_KEY_LENGTH:
-            raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
-        payload = {"route": "img2img/uploads", "body": request.model_dump(mode="json"), "webhook": webhook}
-        outcome, replayed = run_once(owner, key, payload, work)
+    payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
+    outcome, headers = once_per_key(event, owner, "img2img/uploads", payload, work)
     ticket = Img2ImgUploadTicket.model_validate(outcome["ticket"])
     logger.set_correlation_id(ticket.id)
-    return envelope(ticket, headers={"Idempotent-Replayed": "true"} if replayed else None)
+    return envelope(ticket, headers=headers)
