@@ -65,6 +65,9 @@ PARAMETER_ENV = {
     "UrlPolicy": "FLUXRELAY_URL_POLICY",
     "LoraAllowlist": "LORA_ALLOWLIST",
     "LogLevel": "POWERTOOLS_LOG_LEVEL",
+    "MaxConcurrentUpstreamTasks": "MAX_CONCURRENT_UPSTREAM_TASKS",
+    "DefaultRequestsPerMinute": "DEFAULT_REQUESTS_PER_MINUTE",
+    "DefaultImagesPerDay": "DEFAULT_IMAGES_PER_DAY",
 }
 RESOURCE_ENV = {"TABLE_NAME": "JobsTable", "BUCKET_NAME": "MediaBucket", "TOPIC_ARN": "JobEventsTopic"}
 WEBHOOK_SECRET_PREFIX = "${AWS::StackName}/webhook/"
@@ -79,6 +82,8 @@ ROUTES = {
     ("POST", "/api/v3/img2img/uploads"): True,
     ("GET", "/health"): False,
     ("GET", "/openapi.json"): False,
+    # the catch-all, so unknown paths get the 404 envelope from the function
+    ("ANY", "$default"): False,
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -278,7 +283,9 @@ def test_http_api_routes_and_their_authorization(resources: dict[str, Any]) -> N
         assert event["Type"] == "HttpApi"
         p = event["Properties"]
         assert p["ApiId"] == {"Ref": "HttpApi"}
-        routes[(p["Method"], p["Path"])] = p.get("Auth", {}).get("Authorizer") != "NONE"
+        routes[(p.get("Method", "ANY"), p.get("Path", "$default"))] = (
+            p.get("Auth", {}).get("Authorizer") != "NONE"
+        )
     assert routes == ROUTES
 
 
