@@ -23,6 +23,19 @@ _SER = TypeSerializer()
 _DES = TypeDeserializer()
 
 
+# Stored as JSON text: the caller's request may hold numbers DynamoDB cannot represent (its
+# numbers stop at 1E-130; a strength of 1e-236 is still a valid float).
+_JSON_TEXT_FIELDS = frozenset({"request"})
+
+
+def _field_attr(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if name in _JSON_TEXT_FIELDS:
+        return {"S": json.dumps(value)}
+    return _to_attr(value)
+
+
 def _to_attr(value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
@@ -35,6 +48,9 @@ def _to_attr(value: Any) -> dict[str, Any]:
 
 def _from_item(item: dict[str, Any]) -> JobItem:
     data = {k: _DES.deserialize(v) for k, v in item.items() if k != "pk"}
+    for name in _JSON_TEXT_FIELDS & data.keys():
+        if isinstance(data[name], str):
+            data[name] = json.loads(data[name])
     return JobItem.model_validate(json.loads(json.dumps(data, default=_decimal)))
 
 
@@ -59,7 +75,7 @@ class DynamoJobStore:
         item = {"pk": {"S": f"JOB#{job.job_id}"}}
         for name, value in job.model_dump(mode="json").items():
             if value is not None:
-                item[name] = _to_attr(value)
+                item[name] = _field_attr(name, value)
         try:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
@@ -143,6 +159,6 @@ class DynamoJobStore:
         sets = []
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
-            values[f":v{i}"] = _to_attr(value) if value is not None else {"NULL": True}
+            values[f":v{i}"] = _field_attr(name, value)
             sets.append(f"#f{i} = :v{i}")
         return names, values, sets
