@@ -10,6 +10,7 @@ the run stays off the network.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -45,7 +46,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex=r"^/(
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25")),
     deadline=None,
     database=None,
     phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure is reported as found
