@@ -31,7 +31,7 @@ from fluxrelay.http import (
 )
 from fluxrelay.idempotency import register_context
 from fluxrelay.jobs import JobItem
-from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors
+from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors, enforce_lora_allowlist
 from fluxrelay.observability import logger, metrics, tracer
 from fluxrelay.routes_uploads import router as uploads_router
 from fluxrelay.service import get_owned
@@ -56,10 +56,7 @@ def submit(
 ) -> Response[Envelope[Prediction]]:
     owner = require_owner(app.current_event)
     c = container()
-    if c.settings.lora_allowlist and request.loras:
-        request = GenerationRequest.model_validate(
-            request.model_dump(), context={"lora_allowlist": c.settings.lora_allowlist}
-        )
+    request = enforce_lora_allowlist(request, c.settings.lora_allowlist)
 
     def work() -> dict[str, Any]:
         take_quota(app.current_event, c.limiter, c.settings, request.num_images)

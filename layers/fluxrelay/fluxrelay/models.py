@@ -40,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fluxrelay.errors import InvalidRequestError
 from fluxrelay.settings import UrlPolicyName, get_settings
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "UtcDatetime",
     "describe_errors",
     "describe_validation_error",
+    "enforce_lora_allowlist",
     "error_body",
     "success",
 ]
@@ -586,3 +588,19 @@ def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
         if sentence not in sentences:
             sentences.append(sentence)
     return "; ".join(sentences)
+
+
+_Request = TypeVar("_Request", bound=BaseModel)
+
+
+def enforce_lora_allowlist(request: _Request, allowlist: list[str]) -> _Request:
+    """`request` validated again with the operator's LoRA allowlist (routes validate bodies
+    without a context); a refused LoRA is an InvalidRequestError naming the field."""
+    if not allowlist or not getattr(request, "loras", None):
+        return request
+    try:
+        return type(request).model_validate(
+            request.model_dump(mode="json"), context={"lora_allowlist": allowlist}
+        )
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_error(exc)) from None

@@ -59,6 +59,7 @@ from fluxrelay.models import (
     UploadTicket,
     UploadTicketRequest,
     describe_validation_error,
+    enforce_lora_allowlist,
 )
 from fluxrelay.observability import logger
 from fluxrelay.ports import JobStore, Workflow
@@ -312,14 +313,7 @@ class UploadService:
         """Validate, record the job as `waiting_upload`, start its expiry timer, hand out the PUT."""
         if f"{IMG2IMG_PREFIX}{owner}/" == DROPS_PREFIX:
             raise InvalidRequestError("this owner name is reserved for operator drops")
-        allowlist = self.settings.lora_allowlist
-        if allowlist and body.loras:
-            try:
-                body = Img2ImgUploadRequest.model_validate(
-                    body.model_dump(mode="json"), context={"lora_allowlist": allowlist}
-                )
-            except ValidationError as exc:
-                raise InvalidRequestError(describe_validation_error(exc)) from None
+        body = enforce_lora_allowlist(body, self.settings.lora_allowlist)
         if body.content_length is not None:
             self._check_size(body.content_length, self.settings.max_upload_bytes, what="content_length")
         request = body.to_generation_request()
