@@ -180,3 +180,74 @@ def sns_queue(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]
     finally:
         sns.unsubscribe(SubscriptionArn=sub)
         sqs.delete_queue(QueueUrl=url)
+
+
+# --------------------------------------------------------------------------- generation helpers
+def standin_of(stack: LocalStack) -> Any:
+    """The stack's in-process WaveSpeed stand-in (`fluxrelay_local.standin.StandIn`): its `faults`,
+    `received` and `submissions`. LocalStack has no public accessor; keep the private access here."""
+    standin = stack._standin
+    if standin is None:
+        raise AssertionError("this stack runs without the WaveSpeed stand-in")
+    return standin
+
+
+def sns_event(message: dict[str, Any]) -> dict[str, Any]:
+    """One job event from an SQS message body of an SNS subscription: the published JSON plus its
+    message attributes as plain strings under `attributes` (handles raw delivery too)."""
+    if message.get("Type") == "Notification" and "Message" in message:
+        event = dict(json.loads(message["Message"]))
+        attributes = message.get("MessageAttributes") or {}
+        event["attributes"] = {k: v.get("Value") for k, v in attributes.items()}
+        return event
+    return {**message, "attributes": {}}
+
+
+def sns_events_for(drain: Callable[[], list[dict[str, Any]]], job_id: str) -> list[dict[str, Any]]:
+    """The job events of `job_id` seen so far on an `sns_queue`."""
+    return [e for e in map(sns_event, drain()) if e.get("job_id") == job_id]
+
+
+@contextmanager
+def settings_env(**values: str) -> Iterator[None]:
+    """Run handlers with changed settings (the process environment, e.g. SYNC_WAIT_SECONDS="1"),
+    as a cold start would see them; restores the environment and the caches afterwards."""
+    import os
+
+    from fluxrelay.composition import reset
+
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    reset()
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+        reset()
+
+
+def job_item(stack: LocalStack, job_id: str) -> dict[str, Any] | None:
+    """The job's DynamoDB item as plain JSON values (numbers as int/float; None when absent)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = (
+        stack.client("dynamodb")
+        .get_item(TableName=stack.table, Key={"pk": {"S": f"JOB#{job_id}"}}, ConsistentRead=True)
+        .get("Item")
+    )
+    if item is None:
+        return None
+    from decimal import Decimal
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        raise TypeError(type(value))
+
+    des = TypeDeserializer()
+    data = {k: des.deserialize(v) for k, v in item.items()}
+    return dict(json.loads(json.dumps(data, default=plain)))

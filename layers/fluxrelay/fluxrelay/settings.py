@@ -56,7 +56,7 @@ class Settings(BaseSettings):
 
     # --- workflow timing ---
     # Expected inference time per image; the first poll happens after about this long.
-    expected_seconds_per_image: float = Field(2.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")
+    expected_seconds_per_image: float = Field(1.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")
     poll_interval_seconds: int = Field(1, validation_alias="POLL_INTERVAL_SECONDS")
     poll_max_interval_seconds: int = Field(10, validation_alias="POLL_MAX_INTERVAL_SECONDS")
     job_deadline_seconds: int = Field(900, validation_alias="JOB_DEADLINE_SECONDS")
