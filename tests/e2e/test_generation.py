@@ -378,19 +378,7 @@ def test_webhook_answered_500_is_redelivered_until_it_succeeds_once(stack: Local
 
 
 # --------------------------------------------------------------------------- access
-def test_another_owners_job_is_a_404_indistinguishable_from_an_unknown_id(alice: Api, bob: Api) -> None:
-    job_id = submitted_id(alice.submit({"prompt": "private", "size": "256*256"}))
-    unknown = uuid.uuid4().hex
-
-    for path in ("/api/v3/predictions/{}/result", "/api/v3/predictions/{}"):
-        theirs = bob.get(path.format(job_id))
-        missing = bob.get(path.format(unknown))
-        assert_envelope(theirs, 404)
-        assert theirs.json() == missing.json()
-        assert job_id not in theirs.text
-    assert alice.result(job_id).status_code == 200
-
-
+# (another owner's job → 404: tests/e2e/test_safety.py)
 @pytest.mark.parametrize(("key", "words"), [(None, "missing"), ("fr_not-a-real-key", "invalid")])
 def test_missing_or_bad_key_is_a_401_envelope(
     stack: LocalStack, alice: Api, key: str | None, words: str

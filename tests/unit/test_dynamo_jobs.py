@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.jobs import JobError, JobItem, JobStatus, OutputItem, new_job_id
 from fluxrelay.models import GenerationRequest
-
-TABLE = "jobs"
+from tests.unit.conftest import TABLE
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoJobStore]:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield DynamoJobStore(TABLE, client=client)
+def store(dynamodb: Any) -> DynamoJobStore:
+    return DynamoJobStore(TABLE, client=dynamodb)
 
 
 def job(**request: Any) -> JobItem:

@@ -11,16 +11,14 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from fluxrelay import idempotency
 from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
 from fluxrelay.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
 from fluxrelay.settings import get_settings
-from fluxrelay_local.moto_patches import atomic_dynamodb_writes
+from tests.unit.conftest import TABLE
 
-TABLE = "fluxrelay-limits-test"
 T0 = datetime(2026, 3, 1, 12, 30, 45, tzinfo=UTC)
 
 
@@ -30,22 +28,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    # moto's conditional writes are not atomic under threads; the local stack's patch makes them so.
-    with atomic_dynamodb_writes(), mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
 
 
 def all_at_once(count: int, action: Callable[[int], Any]) -> list[Any]:

@@ -1,0 +1,31 @@
+"""Fixtures for unit tests of the DynamoDB adapters against in-process moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from fluxrelay_local.moto_patches import atomic_dynamodb_writes
+
+TABLE = "fluxrelay-unit-test"
+
+
+@pytest.fixture
+def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A client on a moto table shaped like the template's (hash key `pk`), named `TABLE`."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # moto's conditional writes are not atomic under threads; the local stack's patch makes them so.
+    with atomic_dynamodb_writes(), mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
