@@ -2,7 +2,7 @@
 VENV ?= .venv
 SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
-ASL := statemachines/generation.asl.json
+ASL := $(wildcard statemachines/*.asl.json)
 # sam build runs the layer Makefile with the runtime's Python: find 3.13 (pyenv has it, not activated).
 ifndef PY313_BIN
 PY313_BIN := $(or $(lastword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin)),$(patsubst %/python3.13,%,$(shell command -v python3.13 2>/dev/null)))
@@ -19,15 +19,17 @@ DEPLOY_ARGS ?= --guided
 lint-template: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 	@tmp=$$(mktemp); trap 'rm -f $$tmp' EXIT; \
-	sed -E -e 's/"\$$\{([A-Za-z0-9_]+)\}"/"arn:aws:lambda:us-east-1:123456789012:function:\1"/g' \
-	       -e 's/\$$\{[A-Za-z0-9_]+\}/3600/g' $(ASL) > $$tmp; \
-	if grep -n '\$${' $$tmp; then echo "unsubstituted placeholder in $(ASL)"; exit 1; fi; \
-	$(VENV)/bin/statelint $$tmp && echo "statelint: $(ASL) OK"
+	for asl in $(ASL); do \
+	  sed -E -e 's/"\$$\{([A-Za-z0-9_]+)\}"/"arn:aws:lambda:us-east-1:123456789012:function:\1"/g' \
+	         -e 's/\$$\{[A-Za-z0-9_]+\}/3600/g' $$asl > $$tmp; \
+	  if grep -n '\$${' $$tmp; then echo "unsubstituted placeholder in $$asl"; exit 1; fi; \
+	  $(VENV)/bin/statelint $$tmp && echo "statelint: $$asl OK" || exit 1; \
+	done
 
 # aws-sam-cli pins its own dependencies: it lives in its own venv, created on first use.
 $(SAM):
 	$(SAM_PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 
 validate: $(SAM)
 	$(SAM) validate --lint

@@ -160,27 +160,34 @@ def test_cfn_lint_reports_nothing() -> None:
     assert [str(m) for m in matches] == []
 
 
+STATE_MACHINES = {
+    "GenerationStateMachine": ASL_PATH,
+    "UploadExpiryStateMachine": ROOT / "statemachines" / "upload_expiry.asl.json",
+}
+
+
+@pytest.mark.parametrize(("logical_id", "asl"), sorted(STATE_MACHINES.items()))
 def test_every_asl_placeholder_has_a_substitution_and_every_substitution_is_used(
-    resources: dict[str, Any],
+    resources: dict[str, Any], logical_id: str, asl: Path
 ) -> None:
-    props = _props(resources, "GenerationStateMachine")
-    assert (ROOT / props["DefinitionUri"]) == ASL_PATH
-    placeholders = set(PLACEHOLDER.findall(ASL_PATH.read_text()))
+    props = _props(resources, logical_id)
+    assert (ROOT / props["DefinitionUri"]) == asl
+    placeholders = set(PLACEHOLDER.findall(asl.read_text()))
     substitutions = set(props["DefinitionSubstitutions"])
     assert placeholders - substitutions == set(), "placeholders without a substitution"
     assert substitutions - placeholders == set(), "substitutions the ASL never uses"
 
 
-def test_state_machine_invokes_exactly_its_task_functions(resources: dict[str, Any]) -> None:
-    props = _props(resources, "GenerationStateMachine")
+@pytest.mark.parametrize("logical_id", sorted(STATE_MACHINES))
+def test_state_machine_invokes_exactly_its_task_functions(resources: dict[str, Any], logical_id: str) -> None:
+    props = _props(resources, logical_id)
     arns = {
         key: value["Fn::GetAtt"]
         for key, value in props["DefinitionSubstitutions"].items()
         if key.endswith("FunctionArn")
     }
     invoked = {
-        args["FunctionName"]["Ref"]
-        for args in _policy_templates(resources, "GenerationStateMachine")["LambdaInvokePolicy"]
+        args["FunctionName"]["Ref"] for args in _policy_templates(resources, logical_id)["LambdaInvokePolicy"]
     }
     assert {target[0] for target in arns.values()} == invoked
     assert all(target[1] == "Arn" for target in arns.values())
@@ -203,9 +210,10 @@ def test_workflow_timeout_outlasts_the_longest_deadline_and_webhook_span_allowed
     assert timeout >= longest + 3600
 
 
-def test_asl_is_valid_json_before_substitution() -> None:
+@pytest.mark.parametrize("asl", sorted(STATE_MACHINES.values()))
+def test_asl_is_valid_json_before_substitution(asl: Path) -> None:
     # The local stack parses the file before it substitutes ARNs: placeholders must sit in strings.
-    definition = json.loads(ASL_PATH.read_text())
+    definition = json.loads(asl.read_text())
     assert isinstance(definition["TimeoutSeconds"], int)
 
 
