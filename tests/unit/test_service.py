@@ -128,7 +128,7 @@ def submitter(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Submi
 # --- submit -----------------------------------------------------------------------------------
 def test_submit_records_job_before_upstream_and_starts_workflow_named_by_job(world: dict[str, Any]) -> None:
     upstream = FakeUpstream()
-    job = submitter(world, upstream).submit(
+    job = submitter(world, upstream, EXPECTED_SECONDS_PER_IMAGE=2).submit(
         "alice", request(num_images=2, enable_sync_mode=True), result_base_url="https://api.x"
     )
 
