@@ -21,6 +21,7 @@ inference time (see `--expected-seconds-per-image`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -42,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+
+from fluxrelay_local.receiver import WebhookReceiver
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -72,46 +73,6 @@ class JobRun:
     @property
     def submit_to_webhook(self) -> float:
         return self.webhook_received - self.submit_started
-
-
-class Receiver:
-    """Records when each job's webhook arrived (first successful delivery)."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        self.attempts = 0
-        self._arrived = threading.Condition()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @Request.application  # type: ignore[misc]
-    def _app(self, request: Request) -> Response:
-        now = time.time()
-        try:
-            job_id = str(json.loads(request.get_data())["id"])
-        except (ValueError, KeyError, TypeError):
-            return Response("bad body", status=400)
-        with self._arrived:
-            self.attempts += 1
-            self.arrivals.setdefault(job_id, now)
-            self._arrived.notify_all()
-        return Response("ok")
-
-    def wait_for(self, job_id: str, timeout: float) -> bool:
-        with self._arrived:
-            return self._arrived.wait_for(lambda: job_id in self.arrivals, timeout)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/hook"
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class DynamoWriteCounter:
@@ -288,7 +249,12 @@ def _upstream_key(info: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- the run
 def run_job(
-    target: Target, http: httpx.Client, receiver: Receiver, body: dict[str, Any], run: JobRun, timeout: float
+    target: Target,
+    http: httpx.Client,
+    receiver: WebhookReceiver,
+    body: dict[str, Any],
+    run: JobRun,
+    timeout: float,
 ) -> None:
     run.submit_started = time.time()
     started = time.perf_counter()
@@ -305,8 +271,14 @@ def run_job(
     run.job_id = response.json()["data"]["id"]
     # A closed loop: this worker's next job goes only after this one's webhook, so at most
     # `--concurrency` jobs are in flight (below MaxConcurrentUpstreamTasks, nothing queues).
-    if not receiver.wait_for(run.job_id, timeout):
+    try:
+        receiver.wait_for_job(run.job_id, timeout)
+    except TimeoutError:
         run.error = "no webhook within the timeout"
+
+
+def _execution_done(sfn: Any, arn: str) -> bool:
+    return bool(sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
 
 
 def wait_until(probe: Callable[[], bool], timeout: float) -> bool:
@@ -318,20 +290,19 @@ def wait_until(probe: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def collect(target: Target, receiver: Receiver, runs: list[JobRun], timeout: float) -> None:
+def collect(target: Target, receiver: WebhookReceiver, runs: list[JobRun], timeout: float) -> None:
     """After the webhooks: upstream ids, completion times, transitions and upstream calls."""
     ddb, sfn = target.client("dynamodb"), target.client("stepfunctions")
     execution_prefix = target.state_machine_arn.replace(":stateMachine:", ":execution:")
     for run in runs:
         if not run.job_id:
             continue
-        run.webhook_received = receiver.arrivals.get(run.job_id, math.nan)
+        delivery = receiver.arrival(run.job_id)
+        run.webhook_received = delivery.received_at if delivery else math.nan
         item = ddb.get_item(TableName=target.table, Key={"pk": {"S": f"JOB#{run.job_id}"}}).get("Item", {})
         run.upstream_id = item.get("upstream_id", {}).get("S", "")
         arn = f"{execution_prefix}:{run.job_id}"
-        if not wait_until(
-            lambda arn=arn: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", timeout
-        ):
+        if not wait_until(functools.partial(_execution_done, sfn, arn), timeout):
             run.error = run.error or "execution still running"
         history = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
         run.transitions = sum(
@@ -390,7 +361,7 @@ def _nullcontext(value: Target) -> Iterator[Target]:
 
 def _run(args: argparse.Namespace, target: Target, writes: DynamoWriteCounter | None) -> int:
     runs = [JobRun(marker=f"bench-{uuid.uuid4().hex[:12]}") for _ in range(args.jobs)]
-    with Receiver() as receiver, httpx.Client(timeout=60) as http:
+    with WebhookReceiver() as receiver, httpx.Client(timeout=60) as http:
         # One warm-up job (not measured): cold imports and first clients are not the steady state.
         warm = JobRun(marker=f"bench-warmup-{uuid.uuid4().hex[:8]}")
         run_job(target, http, receiver, _body(warm.marker), warm, args.timeout)

@@ -92,5 +92,11 @@ def test_the_slot_is_free_again_after_the_burst(stack: LocalStack, alice: Api) -
     job = alice.submit({"prompt": f"after {marker}"}).json()["data"]
     wait_for(lambda: submissions(stack, marker), timeout=10, what="the next job to go upstream at once")
     assert alice.wait_finished(job["id"])["status"] == "completed"
-    holders = stack.client("dynamodb").get_item(TableName=stack.table, Key={"pk": {"S": "SLOTS#upstream"}})
-    assert not holders.get("Item", {}).get("holders", {}).get("SS")
+    ddb = stack.client("dynamodb")
+
+    def slot_free() -> bool:
+        # Released by the Notify step, which runs just after the job shows completed.
+        item = ddb.get_item(TableName=stack.table, Key={"pk": {"S": "SLOTS#upstream"}}).get("Item", {})
+        return not item.get("holders", {}).get("SS")
+
+    wait_for(slot_free, timeout=10, what="the upstream slot to be released")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay_local.receiver import Delivery, WebhookReceiver  # noqa: F401 - re-exported for tests
 from fluxrelay_local.stack import LocalStack, StackConfig
 
 T = TypeVar("T")
@@ -108,56 +106,6 @@ class Api:
 def api_for(stack: LocalStack, owner: str, **limits: Any) -> Api:
     key, _ = DynamoApiKeyStore(stack.table, client=stack.client("dynamodb")).create(owner, **limits)
     return Api(stack.api_url, key)
-
-
-@dataclass
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records webhook deliveries and answers with scripted
-    statuses (then 200)."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = list(statuses or [])
-        self.deliveries: list[Delivery] = []
-        self.attempts = 0
-        self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @Request.application  # type: ignore[misc]
-    def _app(self, request: Request) -> Response:
-        with self._lock:
-            self.attempts += 1
-            status = self.statuses.pop(0) if self.statuses else 200
-            if status < 300:
-                self.deliveries.append(Delivery(dict(request.headers), request.get_data()))
-        return Response("ok", status=status)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/hook"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def wait(self, count: int = 1, timeout: float = 30.0) -> list[Delivery]:
-        return wait_for(
-            lambda: self.deliveries[:] if len(self.deliveries) >= count else None,
-            timeout=timeout,
-            what=f"{count} webhook deliveries",
-        )
 
 
 @contextmanager
