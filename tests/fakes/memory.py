@@ -130,13 +130,16 @@ class RecordingWorkflow:
 class MemorySlots:
     def __init__(self, capacity: int = 0) -> None:
         self.capacity = capacity
-        self.holders: set[str] = set()
+        self.held: set[str] = set()
 
     def acquire(self, job_id: str) -> bool:
-        if self.capacity and job_id not in self.holders and len(self.holders) >= self.capacity:
+        if self.capacity and job_id not in self.held and len(self.held) >= self.capacity:
             return False
-        self.holders.add(job_id)
+        self.held.add(job_id)
         return True
 
     def release(self, job_id: str) -> None:
-        self.holders.discard(job_id)
+        self.held.discard(job_id)
+
+    def holders(self) -> list[str]:
+        return sorted(self.held)

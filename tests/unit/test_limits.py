@@ -147,6 +147,7 @@ def test_slot_pool_caps_holders_and_frees_on_release(dynamodb: Any) -> None:
     pool.release("a")  # idempotent
     assert pool.acquire("c")
     assert not pool.acquire("d")
+    assert sorted(pool.holders()) == ["b", "c"]
 
 
 def test_slot_pool_without_a_cap_always_admits(dynamodb: Any) -> None:

@@ -422,7 +422,7 @@ def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slo
     poll.check(second.job_id)
     assert len(upstream.submitted) == 2
     assert world["store"].get(second.job_id).upstream_id == "a" * 32
-    assert world["slots"].holders == {second.job_id}
+    assert world["slots"].held == {second.job_id}
 
 
 def test_a_dispatch_that_died_midway_is_never_resent(world: dict[str, Any]) -> None:
@@ -433,7 +433,7 @@ def test_a_dispatch_that_died_midway_is_never_resent(world: dict[str, Any]) -> N
         dispatcher(world, upstream).dispatch(job, request())
     assert upstream.submitted == []
     assert world["store"].get(job.job_id).error.type == "ambiguous_submit"
-    assert world["slots"].holders == set()
+    assert world["slots"].held == set()
 
 
 def test_failed_submit_releases_its_slot(world: dict[str, Any]) -> None:
@@ -442,4 +442,27 @@ def test_failed_submit_releases_its_slot(world: dict[str, Any]) -> None:
         submitter(world, FakeUpstream(submit_error=UpstreamRejectedError("no", status=400))).submit(
             "alice", request()
         )
-    assert world["slots"].holders == set()
+    assert world["slots"].held == set()
+
+
+def test_a_slot_leaked_by_a_job_that_never_reached_notify_is_reclaimed(world: dict[str, Any]) -> None:
+    world["slots"].capacity = 1
+    upstream = FakeUpstream()
+    leaked = submitter(world, upstream).submit("alice", request())
+    # Its workflow died after the job ended, before Notify released the slot.
+    FailService(world["store"]).mark_failed(leaked.job_id, "States.Timeout", "the workflow timed out")
+    assert world["slots"].held == {leaked.job_id}
+
+    queued_behind_it = submitter(world, upstream).submit("alice", request())
+
+    assert world["store"].get(queued_behind_it.job_id).upstream_id is not None
+    assert world["slots"].held == {queued_behind_it.job_id}
+
+
+def test_slots_of_running_jobs_are_never_reclaimed(world: dict[str, Any]) -> None:
+    world["slots"].capacity = 1
+    upstream = FakeUpstream()
+    running = submitter(world, upstream).submit("alice", request())
+    queued = submitter(world, upstream).submit("alice", request())
+    assert world["store"].get(queued.job_id).upstream_id is None
+    assert world["slots"].held == {running.job_id}

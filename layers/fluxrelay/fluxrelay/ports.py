@@ -35,6 +35,9 @@ class SlotPool(Protocol):
 
     def release(self, job_id: str) -> None: ...
 
+    def holders(self) -> list[str]:
+        """The job ids holding a slot now."""
+
 
 class Upstream(Protocol):
     """The paid image API (WaveSpeed)."""

@@ -141,7 +141,7 @@ class Dispatcher:
 
     def dispatch(self, job: JobItem, request: GenerationRequest) -> JobItem:
         """Returns the job with `upstream_id` set, or unchanged when no slot is free (queued)."""
-        if not self.slots.acquire(job.job_id):
+        if not self.slots.acquire(job.job_id) and not (self._reap() and self.slots.acquire(job.job_id)):
             logger.info("upstream concurrency cap reached; job queued")
             return job
         if not self.store.claim(job.job_id, "dispatched_at", self.clock()):
@@ -167,6 +167,15 @@ class Dispatcher:
             submitted_at=now,
             deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
         )
+
+    def _reap(self) -> bool:
+        """Free the slots of jobs that ended without reaching Notify (a workflow that died or
+        timed out as a whole); without this a leaked slot would block the queue for good."""
+        stale = [held for held in self.slots.holders() if _is_finished_or_gone(self.store, held)]
+        for job_id in stale:
+            logger.warning("released the upstream slot of a finished job", extra={"stale_job_id": job_id})
+            self.slots.release(job_id)
+        return bool(stale)
 
     def _record_failure(self, job: JobItem, exc: UpstreamError) -> None:
         if isinstance(exc, AmbiguousSubmitError):
@@ -549,6 +558,11 @@ class NotifyService:
 
 
 # --------------------------------------------------------------------------- queries
+def _is_finished_or_gone(store: JobStore, job_id: str) -> bool:
+    job = store.get(job_id)
+    return job is None or job.status.terminal
+
+
 def _load(store: JobStore, job_id: str) -> JobItem:
     job = store.get(job_id)
     if job is None:

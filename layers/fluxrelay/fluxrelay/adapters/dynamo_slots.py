@@ -42,6 +42,10 @@ class DynamoSlotPool:
             raise
         return True
 
+    def holders(self) -> list[str]:
+        item = self._client.get_item(TableName=self._table, Key=_KEY, ConsistentRead=True).get("Item", {})
+        return list(item.get("holders", {}).get("SS", []))
+
     def release(self, job_id: str) -> None:
         if self._capacity <= 0:
             return
