@@ -49,3 +49,5 @@ def test_claim_sets_a_marker_only_once(store: DynamoJobStore) -> None:
     store.create(item)
     assert store.claim(item.job_id, "dispatched_at", item.created_at) is True
     assert store.claim(item.job_id, "dispatched_at", item.created_at) is False
+    store.update(item.job_id, dispatched_at=None)  # cleared: a requeued job may claim again
+    assert store.claim(item.job_id, "dispatched_at", item.created_at) is True

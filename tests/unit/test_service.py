@@ -466,3 +466,28 @@ def test_slots_of_running_jobs_are_never_reclaimed(world: dict[str, Any]) -> Non
     queued = submitter(world, upstream).submit("alice", request())
     assert world["store"].get(queued.job_id).upstream_id is None
     assert world["slots"].held == {running.job_id}
+
+
+def test_a_queued_job_whose_dispatch_cannot_reach_the_upstream_stays_queued(world: dict[str, Any]) -> None:
+    world["slots"].capacity = 1
+    blocker = submitter(world, FakeUpstream()).submit("alice", request())
+    queued = submitter(world, FakeUpstream()).submit("alice", request())
+    FailService(world["store"]).mark_failed(blocker.job_id, "x", "done")
+    down = FakeUpstream(submit_error=UpstreamUnavailableError("connection refused; nothing was sent"))
+    poll = PollService(
+        store=world["store"],
+        upstream=lambda: down,
+        dispatcher=dispatcher(world, down),
+        settings=settings(),
+        clock=world["clock"],
+    )
+
+    # When: the slot frees but the upstream cannot be reached.
+    assert poll.check(queued.job_id).status == "created"
+    # Then: still queued, claim and slot undone; the next poll submits it once the upstream is back.
+    job = world["store"].get(queued.job_id)
+    assert (job.status, job.dispatched_at, job.upstream_id) == (JobStatus.CREATED, None, None)
+    assert queued.job_id not in world["slots"].held
+    down.submit_error = None
+    poll.check(queued.job_id)
+    assert world["store"].get(queued.job_id).upstream_id == "a" * 32

@@ -139,8 +139,12 @@ class Dispatcher:
     settings: Settings
     clock: Clock = utcnow
 
-    def dispatch(self, job: JobItem, request: GenerationRequest) -> JobItem:
-        """Returns the job with `upstream_id` set, or unchanged when no slot is free (queued)."""
+    def dispatch(
+        self, job: JobItem, request: GenerationRequest, *, requeue_if_unsent: bool = False
+    ) -> JobItem:
+        """Returns the job with `upstream_id` set, or unchanged when it stays queued: no slot is
+        free, or (`requeue_if_unsent`, for jobs the workflow dispatches) the upstream was certainly
+        not reached (connection refused, 429). Other failures fail the job and are raised."""
         if not self.slots.acquire(job.job_id) and not (self._reap() and self.slots.acquire(job.job_id)):
             logger.info("upstream concurrency cap reached; job queued")
             return job
@@ -155,6 +159,15 @@ class Dispatcher:
             payload.pop(field, None)
         try:
             task = self.upstream().submit(payload)
+        except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
+            if not requeue_if_unsent:
+                self._record_failure(job, exc)
+                raise
+            # Nothing was created upstream: undo the claim and the slot, try again next poll.
+            logger.warning("upstream not reachable; job stays queued", extra={"reason": exc.message})
+            self.store.update(job.job_id, dispatched_at=None)
+            self.slots.release(job.job_id)
+            return job
         except UpstreamError as exc:
             self._record_failure(job, exc)
             raise
@@ -265,7 +278,7 @@ class PollService:
         """A job waiting for an upstream slot: try to submit it now."""
         request = GenerationRequest.model_validate(job.request)
         try:
-            dispatched = self.dispatcher.dispatch(job, request)
+            dispatched = self.dispatcher.dispatch(job, request, requeue_if_unsent=True)
         except UpstreamError:
             return CheckOutcome(job.job_id, _load(self.store, job.job_id).status.value, 0)
         if dispatched.upstream_id:

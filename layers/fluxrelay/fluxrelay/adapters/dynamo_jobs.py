@@ -141,9 +141,12 @@ class DynamoJobStore:
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression="SET #f = :v",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#f)",
+                # A marker cleared back to NULL counts as unset.
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(#f) OR attribute_type(#f, :null))"
+                ),
                 ExpressionAttributeNames={"#f": field},
-                ExpressionAttributeValues={":v": _to_attr(value)},
+                ExpressionAttributeValues={":v": _to_attr(value), ":null": {"S": "NULL"}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
