@@ -1,8 +1,7 @@
 """The SSRF guard: the only way the backend fetches from or posts to a URL a caller or WaveSpeed gave us.
 
-Every such URL (webhook targets at submit and at delivery, upstream output URLs, LoRA and image URLs
-checked at submit) goes through `check_url`, and every request to one through `safe_request` /
-`safe_stream`, which:
+Every such URL (webhook targets at submit and at delivery, upstream output URLs) goes through
+`check_url`, and every request to one through `safe_request` / `safe_stream`, which:
 
 - parse the URL strictly (https only; no credentials, whitespace, control characters or odd host
   encodings such as `0x7f.1`, `2130706433`, `[::1%25eth0]`),
@@ -14,6 +13,10 @@ checked at submit) goes through `check_url`, and every request to one through `s
 
 The `development` policy additionally allows http and https to loopback (127.0.0.0/8, ::1), so a
 developer can receive webhooks on their laptop; deployed stacks use `strict`.
+
+Written here rather than taken from a library: the SSRF filters on PyPI check a URL or patch
+`requests`, none pins the vetted address on an httpx connection while keeping TLS verification on
+the real name, which is what closes DNS rebinding.
 """
 
 from __future__ import annotations

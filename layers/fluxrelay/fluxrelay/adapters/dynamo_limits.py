@@ -2,7 +2,8 @@
 
 One item per key and window (`RATE#<key id>#<minute>`, `QUOTA#<key id>#<day>`); a conditional
 ADD either takes the request or refuses it, so concurrent requests can never overshoot the limit.
-Counter items carry `expires_at` so TTL removes them after their window.
+Counter items carry `expires_at` so TTL removes them after their window. (Powertools has no
+rate limiter; API Gateway usage plans exist only for REST APIs and count requests, not images.)
 """
 
 from __future__ import annotations
