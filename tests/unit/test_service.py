@@ -178,8 +178,7 @@ def make_job(world: dict[str, Any], **req: Any) -> str:
     return job.job_id
 
 
-def poller(world: dict[str, Any], results: list[Any]) -> PollService:
-    upstream = FakeUpstream(results)
+def poll_service(world: dict[str, Any], upstream: FakeUpstream) -> PollService:
     return PollService(
         store=world["store"],
         upstream=lambda: upstream,
@@ -189,6 +188,10 @@ def poller(world: dict[str, Any], results: list[Any]) -> PollService:
     )
 
 
+def poller(world: dict[str, Any], results: list[Any]) -> PollService:
+    return poll_service(world, FakeUpstream(results))
+
+
 def pred(status: str, **kw: Any) -> UpstreamPrediction:
     return UpstreamPrediction(id="a" * 32, status=status, **kw)
 
@@ -196,13 +199,7 @@ def pred(status: str, **kw: Any) -> UpstreamPrediction:
 def test_unknown_status_keeps_polling_with_capped_backoff(world: dict[str, Any]) -> None:
     job_id = make_job(world)
     upstream = FakeUpstream([pred("queued-somewhere")] * 5)
-    svc = PollService(
-        store=world["store"],
-        upstream=lambda: upstream,
-        dispatcher=dispatcher(world, upstream),
-        settings=settings(),
-        clock=world["clock"],
-    )
+    svc = poll_service(world, upstream)
     waits = [svc.check(job_id).wait_seconds for _ in range(5)]
     assert waits == [1, 2, 4, 4, 4]
     assert world["store"].get(job_id).status is JobStatus.CREATED
@@ -405,13 +402,7 @@ def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slo
     assert queued.status is JobStatus.CREATED
     assert queued.upstream_id is None
     assert world["workflow"].started[1][1]["wait_seconds"] == 1
-    poll = PollService(
-        store=world["store"],
-        upstream=lambda: upstream,
-        dispatcher=dispatcher(world, upstream),
-        settings=settings(),
-        clock=world["clock"],
-    )
+    poll = poll_service(world, upstream)
     # While the slot is held, polling the queued job sends nothing.
     assert poll.check(second.job_id).status == "created"
     assert len(upstream.submitted) == 1
@@ -474,13 +465,7 @@ def test_a_queued_job_whose_dispatch_cannot_reach_the_upstream_stays_queued(worl
     queued = submitter(world, FakeUpstream()).submit("alice", request())
     FailService(world["store"]).mark_failed(blocker.job_id, "x", "done")
     down = FakeUpstream(submit_error=UpstreamUnavailableError("connection refused; nothing was sent"))
-    poll = PollService(
-        store=world["store"],
-        upstream=lambda: down,
-        dispatcher=dispatcher(world, down),
-        settings=settings(),
-        clock=world["clock"],
-    )
+    poll = poll_service(world, down)
 
     # When: the slot frees but the upstream cannot be reached.
     assert poll.check(queued.job_id).status == "created"

@@ -40,7 +40,3 @@ class ApiKeyItem(BaseModel):
     # Per-key limits; None = the deployment's defaults.
     requests_per_minute: int | None = Field(None, ge=1)
     images_per_day: int | None = Field(None, ge=1)
-
-    @property
-    def active(self) -> bool:
-        return self.status == "active"
