@@ -69,12 +69,6 @@ class SubmitService:
     check_url: UrlCheck
     clock: Clock = utcnow
 
-    def check_urls(self, webhook_url: str | None) -> None:
-        """Refuse, before paying, a webhook URL we must never post to (SSRF guard). Image and
-        LoRA URLs are fetched by the upstream, not by us: the request model checks their syntax."""
-        if webhook_url:
-            self.check_url(webhook_url)
-
     def new_job(
         self,
         owner: str,
@@ -87,9 +81,11 @@ class SubmitService:
         job_id: str | None = None,
         input_key: str | None = None,
     ) -> JobItem:
-        """Check URLs and write the job item (nothing is sent upstream yet)."""
-        self.check_urls(webhook_url)
+        """Check the webhook URL and write the job item (nothing is sent upstream yet)."""
         if webhook_url:
+            # Refused before paying: a URL we must never post to (SSRF guard). Image and LoRA
+            # URLs are fetched by the upstream, not by us; the request model checks their syntax.
+            self.check_url(webhook_url)
             # Make sure the owner's signing secret exists before a webhook can ever be due.
             self.webhook_secrets.current(owner)
         now = self.clock()
@@ -122,7 +118,7 @@ class SubmitService:
         workflow. Without a free slot the job stays `created` and the workflow submits it later."""
         job = self.dispatcher.dispatch(job, request)
         if job.upstream_id:
-            first_wait = math.ceil(self.settings.expected_seconds_per_image * request.num_images)
+            first_wait = self.settings.first_poll_seconds(request.num_images)
         else:
             first_wait = self.settings.poll_interval_seconds
         arn = self.workflow.start(job.job_id, {"job_id": job.job_id, "wait_seconds": first_wait})
@@ -282,7 +278,7 @@ class PollService:
         except UpstreamError:
             return CheckOutcome(job.job_id, _load(self.store, job.job_id).status.value, 0)
         if dispatched.upstream_id:
-            wait = math.ceil(self.settings.expected_seconds_per_image * request.num_images)
+            wait = self.settings.first_poll_seconds(request.num_images)
             return CheckOutcome(job.job_id, dispatched.status.public, wait)
         return CheckOutcome(job.job_id, job.status.public, self.settings.poll_interval_seconds)
 

@@ -7,6 +7,7 @@ in the cloud, and only on a developer's machine from `WAVESPEED_API_KEY`.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -100,6 +101,10 @@ class Settings(BaseSettings):
     system_owner: str = Field("system", validation_alias="SYSTEM_OWNER")
     # The upload-expiry state machine (Wait the window, then expire_upload); empty = no timer.
     upload_expiry_state_machine_arn: str = Field("", validation_alias="UPLOAD_EXPIRY_STATE_MACHINE_ARN")
+
+    def first_poll_seconds(self, num_images: int) -> int:
+        """The wait before a submitted job's first result check: its expected inference time."""
+        return math.ceil(self.expected_seconds_per_image * num_images)
 
     @field_validator("lora_allowlist", mode="before")
     @classmethod

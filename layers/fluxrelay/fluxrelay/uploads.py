@@ -24,7 +24,6 @@ import email.parser
 import email.policy
 import hashlib
 import json
-import math
 import re
 import secrets
 from collections.abc import Callable
@@ -484,7 +483,7 @@ class UploadService:
 
     def _resume(self, job: JobItem) -> str:
         # A previous delivery submitted upstream but died before starting the workflow.
-        wait = math.ceil(self.settings.expected_seconds_per_image * job.num_images)
+        wait = self.settings.first_poll_seconds(job.num_images)
         arn = self.generation.start(job.job_id, {"job_id": job.job_id, "wait_seconds": wait})
         self.jobs.update(job.job_id, execution_arn=arn)
         return "started"
