@@ -13,7 +13,6 @@ from fluxrelay.observability import logger, tracer
 
 class NotifyInput(BaseModel):
     job_id: str
-    attempt: int = 0
 
 
 class NotifyOutput(BaseModel):
@@ -27,7 +26,7 @@ class NotifyOutput(BaseModel):
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = NotifyInput.model_validate(event)
-    outcome = container().notify.notify(task.job_id, task.attempt)
+    outcome = container().notify.notify(task.job_id)
     return NotifyOutput(
         job_id=outcome.job_id,
         attempt=outcome.attempt,

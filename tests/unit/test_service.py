@@ -349,9 +349,9 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
 ) -> None:
     job_id = failed_job_with_webhook(world)
     svc, sns, sender = notifier(world, [500, 503, 200])
-    first = svc.notify(job_id, 0)
-    second = svc.notify(job_id, first.attempt)
-    third = svc.notify(job_id, second.attempt)
+    first = svc.notify(job_id)
+    second = svc.notify(job_id)
+    third = svc.notify(job_id)
     assert (first.webhook, first.wait_seconds) == ("retry", 5)
     assert (second.webhook, second.wait_seconds) == ("retry", 10)
     assert third.webhook == "delivered"
@@ -369,9 +369,9 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
 def test_webhook_gives_up_after_the_retry_span(world: dict[str, Any]) -> None:
     job_id = failed_job_with_webhook(world)
     svc, _, _ = notifier(world, [500, 500])
-    assert svc.notify(job_id, 0).webhook == "retry"
+    assert svc.notify(job_id).webhook == "retry"
     world["clock"].now = T0 + timedelta(seconds=101)
-    assert svc.notify(job_id, 1).webhook == "gave_up"
+    assert svc.notify(job_id).webhook == "gave_up"
     assert world["store"].get(job_id).webhook.state == "gave_up"
 
 
@@ -382,7 +382,7 @@ def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None
         job_id, webhook=world["store"].get(job_id).webhook.model_copy(update={"url": "https://10.0.0.9/x"})
     )
     svc, _, sender = notifier(world, [200])
-    outcome = svc.notify(job_id, 0)
+    outcome = svc.notify(job_id)
     assert outcome.webhook == "retry"
     assert sender.calls == []
     assert "private" in world["store"].get(job_id).webhook.last_error

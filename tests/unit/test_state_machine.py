@@ -27,7 +27,7 @@ TASK_OUTPUTS = {
     "CheckResultFunctionArn": {"job_id", "status", "wait_seconds"},
     "StoreOutputsFunctionArn": {"job_id", "status"},
     "MarkFailedFunctionArn": {"job_id", "status"},
-    "NotifyFunctionArn": {"job_id", "attempt", "webhook", "wait_seconds"},
+    "NotifyFunctionArn": {"job_id", "attempt", "webhook", "wait_seconds"},  # attempt: for the history
 }
 TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.ServiceException",
@@ -230,7 +230,6 @@ def test_tasks_pass_only_what_the_function_needs(states: dict[str, Any]) -> None
         "StoreOutputs": {"job_id.$": "$.job_id"},
         "MarkFailed": {"job_id.$": "$.job_id", "error.$": "$.error"},
         "Notify": {"job_id.$": "$.job_id"},
-        "RedeliverWebhook": {"job_id.$": "$.job_id", "attempt.$": "$.attempt"},
     }
     assert {n: s["Parameters"] for n, s in states.items() if s["Type"] == "Task"} == expected
 
@@ -264,13 +263,7 @@ def _run(
         "CheckResult": lambda: {"job_id": "j", "status": next(polls), "wait_seconds": 1},
         "StoreOutputs": lambda: {"job_id": "j", "status": "completed"},
         "MarkFailed": lambda: {"job_id": "j", "status": "failed"},
-        "Notify": lambda: {"job_id": "j", "attempt": 0, "webhook": next(deliveries), "wait_seconds": 5},
-        "RedeliverWebhook": lambda: {
-            "job_id": "j",
-            "attempt": 1,
-            "webhook": next(deliveries),
-            "wait_seconds": 5,
-        },
+        "Notify": lambda: {"job_id": "j", "attempt": 1, "webhook": next(deliveries), "wait_seconds": 5},
     }
 
     def matches(rule: dict[str, Any], data: dict[str, Any]) -> bool:
@@ -320,5 +313,5 @@ def test_a_delivered_webhook_after_one_extra_poll_still_fits_the_budget(states: 
 def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states: dict[str, Any]) -> None:
     entered = _run(states, check_statuses=["failed"], webhooks=("retry", "retry", "gave_up"))
     assert entered.count("WaitBeforeRedelivery") == 2
-    assert entered.count("RedeliverWebhook") == 2
+    assert entered.count("Notify") == 3
     assert entered[-1] == "Done"

@@ -466,7 +466,7 @@ class PredictionPresenter:
 @dataclass(frozen=True)
 class NotifyOutcome:
     job_id: str
-    attempt: int
+    attempt: int  # webhook attempts so far (stored in the job; reported for the execution history)
     webhook: str  # none | delivered | retry | gave_up
     wait_seconds: int
 
@@ -485,7 +485,7 @@ class NotifyService:
     check_url: UrlCheck
     clock: Clock = utcnow
 
-    def notify(self, job_id: str, attempt: int = 0) -> NotifyOutcome:
+    def notify(self, job_id: str) -> NotifyOutcome:
         job = _load(self.store, job_id)
         if not job.status.terminal:
             raise JobStateError(f"job {job_id} is {job.status.value}, not finished")
@@ -497,10 +497,10 @@ class NotifyService:
             job = self.store.update(job_id, sns_published=True)
         hook = job.webhook
         if hook is None:
-            return NotifyOutcome(job_id, attempt, "none", 0)
+            return NotifyOutcome(job_id, 0, "none", 0)
         if hook.state in ("delivered", "gave_up"):
-            return NotifyOutcome(job_id, attempt, hook.state, 0)
-        return self._deliver(job, hook, attempt)
+            return NotifyOutcome(job_id, hook.attempts, hook.state, 0)
+        return self._deliver(job, hook)
 
     def _message(self, job: JobItem) -> dict[str, Any]:
         return {
@@ -513,7 +513,7 @@ class NotifyService:
             "created_at": job.created_at.isoformat(),
         }
 
-    def _deliver(self, job: JobItem, hook: WebhookState, attempt: int) -> NotifyOutcome:
+    def _deliver(self, job: JobItem, hook: WebhookState) -> NotifyOutcome:
         now = self.clock()
         first = hook.first_attempt_at or now
         payload = self.presenter.present(job, allow_base64=False).model_dump(
@@ -543,7 +543,7 @@ class NotifyService:
                     }
                 ),
             )
-            return NotifyOutcome(job.job_id, attempt + 1, "delivered", 0)
+            return NotifyOutcome(job.job_id, attempts, "delivered", 0)
         elapsed = (now - first).total_seconds()
         remaining = self.settings.webhook_retry_span_seconds - elapsed
         state = "retrying" if remaining > 0 else "gave_up"
@@ -561,9 +561,9 @@ class NotifyService:
         )
         logger.info("webhook delivery failed", extra={"attempt": attempts, "reason": problem, "state": state})
         if state == "gave_up":
-            return NotifyOutcome(job.job_id, attempt + 1, "gave_up", 0)
-        wait = min(self.settings.webhook_retry_base_seconds * 2**attempt, 3600, math.ceil(remaining))
-        return NotifyOutcome(job.job_id, attempt + 1, "retry", int(wait))
+            return NotifyOutcome(job.job_id, attempts, "gave_up", 0)
+        wait = min(self.settings.webhook_retry_base_seconds * 2 ** (attempts - 1), 3600, math.ceil(remaining))
+        return NotifyOutcome(job.job_id, attempts, "retry", int(wait))
 
 
 # --------------------------------------------------------------------------- queries
