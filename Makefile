@@ -6,11 +6,12 @@ SAM_VENV ?= .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-unit test-integration test-e2e run standin lint format bench clean
+.PHONY: help install test test-unit test-integration test-e2e acceptance run standin lint format bench clean
 
 help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
-	@echo "make test    - every test suite (unit, integration, e2e)"
+	@echo "make test    - every test suite (unit, integration, e2e, acceptance)"
+	@echo "make acceptance [STACK=name REGION=region] - black-box suite against a local or deployed stack"
 	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint"
 	@echo "make bench   - latency/cost benchmark against a local stack"
 	@echo "make standin - only the WaveSpeed stand-in on :3001"
@@ -34,6 +35,14 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+# The black-box suite: against the running `make run` (.local/stack.json) or a local stack started
+# for the run; with STACK=<name> [REGION=<region>] against that deployed stack (AWS credentials).
+STACK ?=
+REGION ?=
+acceptance: $(STAMP)
+	ACCEPTANCE_STACK='$(STACK)' ACCEPTANCE_REGION='$(REGION)' ACCEPTANCE_STACK_JSON='$(if $(STACK),,.local/stack.json)' \
+	  $(BIN)/pytest tests/acceptance $(PYTEST_ARGS)
 
 run: $(STAMP)
 	$(BIN)/python -m fluxrelay_local

@@ -68,8 +68,10 @@ class Api:
     """A caller of the fluxrelay HTTP API with one API key."""
 
     base_url: str
-    key: str | None
+    key: str | None = field(repr=False)  # kept out of failure reports
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+    # How often wait_finished asks; a deployed stack is asked less often than the local one.
+    poll_interval: float = 0.05
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -100,7 +102,7 @@ class Api:
             data = self.result(job_id).json()["data"]
             return data if data["status"] in ("completed", "failed", "timeout") else None
 
-        return wait_for(probe, timeout=timeout, what=f"job {job_id} to finish")
+        return wait_for(probe, timeout=timeout, interval=self.poll_interval, what=f"job {job_id} to finish")
 
 
 def api_for(stack: LocalStack, owner: str, **limits: Any) -> Api:
