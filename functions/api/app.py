@@ -26,6 +26,7 @@ from fluxrelay.http import (
     error_response,
     from_error,
     once_per_key,
+    read_bodies_as_json,
     require_owner,
     take_quota,
 )
@@ -37,6 +38,7 @@ from fluxrelay.routes_uploads import router as uploads_router
 from fluxrelay.service import get_owned
 
 app = APIGatewayHttpResolver(enable_validation=True)
+read_bodies_as_json(app)
 app.include_router(uploads_router)
 app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
 
@@ -187,7 +189,7 @@ def on_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal error; the request was not completed")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

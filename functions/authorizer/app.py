@@ -2,7 +2,8 @@
 
 It never denies: an HTTP API can only answer a denial with its own `{"message": ...}` body, and
 WaveSpeed clients expect the 401 envelope, which the API function gives when `owner` is empty.
-Lookups are cached in the warm container for a minute (revocation takes effect within it).
+Lookups are cached in the warm container for `AUTHORIZER_CACHE_SECONDS` (the template's
+`AuthorizerCacheSeconds`, 60 s by default): a revoked key keeps working for at most that long.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from fluxrelay.apikeys import ApiKeyItem, hash_key
 from fluxrelay.composition import container
 from fluxrelay.observability import logger
 
-_CACHE_SECONDS = 60.0
 _cache: dict[str, tuple[float, ApiKeyItem | None]] = {}
 
 
@@ -28,9 +28,10 @@ def _lookup(key: str) -> ApiKeyItem | None:
     digest = hash_key(key)
     now = time.monotonic()
     hit = _cache.get(digest)
-    if hit and now - hit[0] < _CACHE_SECONDS:
+    c = container()
+    if hit and now - hit[0] < c.settings.authorizer_cache_seconds:
         return hit[1]
-    found = container().keys.lookup(key)
+    found = c.keys.lookup(key)
     _cache[digest] = (now, found)
     return found
 
@@ -41,6 +42,7 @@ def _bearer(headers: dict[str, str]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+@logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
     key = _bearer({k.lower(): v for k, v in (event.headers or {}).items()})

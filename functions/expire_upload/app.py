@@ -21,7 +21,7 @@ class ExpireUploadOutput(BaseModel):
     expired: bool
 
 
-@logger.inject_lambda_context(correlation_id_path="job_id")
+@logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = ExpireUploadInput.model_validate(event)

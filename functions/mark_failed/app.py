@@ -39,7 +39,7 @@ def _message(error: CaughtError) -> str:
     return f"the workflow step failed ({error.Error})"
 
 
-@logger.inject_lambda_context(correlation_id_path="job_id")
+@logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = MarkFailedInput.model_validate(event)

@@ -22,7 +22,7 @@ class NotifyOutput(BaseModel):
     wait_seconds: int
 
 
-@logger.inject_lambda_context(correlation_id_path="job_id")
+@logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = NotifyInput.model_validate(event)

@@ -20,7 +20,7 @@ class StoreOutputsOutput(BaseModel):
     status: str
 
 
-@logger.inject_lambda_context(correlation_id_path="job_id")
+@logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = StoreOutputsInput.model_validate(event)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,8 @@ from fluxrelay_local.lambdas import LambdaRunner, function_env
 from fluxrelay_local.moto_patches import atomic_dynamodb_writes
 
 LOG = logging.getLogger(__name__)
+# An API Gateway endpoint in an output, e.g. https://${HttpApi}.execute-api.us-east-1.amazonaws.com
+_API_ENDPOINT = re.compile(r"https://\$\{\w+\}\.execute-api\.[^/]*/?")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_WAVESPEED_URL = "https://api.wavespeed.ai"
@@ -462,6 +465,15 @@ class LocalStack:
         )
         return main_url, by_arn.get(dlq_arn, "")
 
+    def _outputs(self) -> dict[str, str]:
+        """The stack's outputs; one naming an HTTP API's endpoint is this emulator's URL (moto's
+        CloudFormation does not create the API, so it leaves `https://${HttpApi}.execute-api...`)."""
+        assert self.deployed is not None
+        return {
+            name: self.api_url if _API_ENDPOINT.fullmatch(value) else value
+            for name, value in self.deployed.outputs.items()
+        }
+
     def _describe(self) -> dict[str, Any]:
         assert self.deployed is not None
         img2img_queue_url, dlq_url = self._queues()
@@ -485,7 +497,7 @@ class LocalStack:
             "functions": self.functions,
             "wavespeed_secret_name": self.deployed.secret_name or "",
             "url_policy": self.config.url_policy,
-            "outputs": dict(self.deployed.outputs),
+            "outputs": self._outputs(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 

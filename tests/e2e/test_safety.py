@@ -24,7 +24,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from fluxrelay_local.stack import LocalStack
-from tests.support.stack import Api, WebhookReceiver, api_for, wait_for
+from tests.support.stack import Api, WebhookReceiver, api_for, function_log_lines, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -307,6 +307,58 @@ def test_upload_keys_are_owner_prefixed(alice: Api, bob: Api) -> None:
     assert_envelope(sneaky, 400)
 
 
+# --------------------------------------------------------------------------- hostile bodies
+def jobs_of(stack: LocalStack, owner: str) -> list[dict[str, Any]]:
+    pages = (
+        stack.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=stack.table,
+            FilterExpression="begins_with(pk, :job) AND #owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":job": {"S": "JOB#"}, ":owner": {"S": owner}},
+        )
+    )
+    return [item for page in pages for item in page["Items"]]
+
+
+def test_hostile_bodies_are_refused_before_any_job_or_upstream_call(stack: LocalStack) -> None:
+    caller = api_for(stack, "hostile")
+    marker = tag()
+    deep = "[" * 100_000 + "]" * 100_000
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        (f'[{{"prompt": "{marker}"}}]', json_type, 400, "the body must be a single JSON object"),
+        (deep, json_type, 400, "the body is nested too deeply"),
+        (f'{{"prompt": "{marker}", "loras": {deep}}}', json_type, 400, "the body is nested too deeply"),
+        (f'{{"prompt": "{marker}\\u0000"}}', json_type, 400, "prompt must not contain control characters"),
+        (f'{{"prompt": "{marker}", "num_images": 1, "num_images": 4}}', json_type, 400, "appears twice"),
+        (f"prompt={marker}", json_type, 400, "the body is not valid JSON"),
+        # curl -d without a content type: form encoding, whatever the body holds.
+        (f"prompt={marker}", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+        (
+            f'{{"prompt": "{marker}"}}',
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "application/json",
+        ),
+        (f"prompt={marker}", {"Content-Type": "multipart/form-data; boundary=x"}, 415, "application/json"),
+    ]
+    for body, headers, status, message in cases:
+        response = caller.post(SUBMIT, content=body.encode(), headers=headers)
+        answer = assert_envelope(response, status)
+        assert message in answer["message"], (body[:80], answer)
+        assert answer["data"] is None
+
+    upstream = httpx.get(f"{stack.upstream_url}/_standin/requests").json()["data"]
+    assert marker not in json.dumps(upstream)
+    assert jobs_of(stack, "hostile") == []
+    # The same caller's well-formed body still goes through, so the refusals were the bodies'.
+    accepted = caller.submit({"prompt": f"{marker} fine", "size": "256*256"})
+    assert_envelope(accepted, 200)
+    assert len(jobs_of(stack, "hostile")) == 1
+
+
 # --------------------------------------------------------------------------- logs
 class _Everything(logging.Handler):
     """Keeps every record with all its attributes (message, args, extras, exception text)."""
@@ -394,6 +446,26 @@ def test_a_full_job_logs_no_api_key_no_wavespeed_key_and_no_webhook_secret(
         assert value not in logged, f"the {name} appears in the logs"
         # The secret part alone (without its prefix) must not appear either.
         assert value.split("_", 1)[-1] not in logged, f"the {name} appears in the logs"
+
+
+def test_each_request_is_logged_under_its_own_caller_only(stack: LocalStack) -> None:
+    caller = api_for(stack, "logged-caller")
+    anonymous = Api(stack.api_url, None)
+    unknown = "/api/v3/predictions/" + "0" * 32
+
+    with function_log_lines() as lines:
+        assert_envelope(caller.get(unknown), 404)
+        first = lines()
+        assert_envelope(anonymous.get(unknown), 401)
+        second = lines()[len(first) :]
+
+    # The caller's refusal is logged under its owner; the next request's lines know nothing of it.
+    assert any(line.get("owner") == "logged-caller" for line in first)
+    refused = [line for line in second if line["message"] == "request refused"]
+    assert refused
+    for line in second:
+        assert "owner" not in line, line
+        assert "key_id" not in line, line
 
 
 # --------------------------------------------------------------------------- rotation

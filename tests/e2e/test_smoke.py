@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import httpx
 from PIL import Image
@@ -19,3 +20,11 @@ def test_txt2img_job_completes_with_a_downloadable_image(stack: LocalStack, alic
     assert data["status"] == "completed", data
     image = Image.open(io.BytesIO(httpx.get(data["outputs"][0]).content))
     assert (image.format, image.size) == ("PNG", (512, 384))
+
+
+def test_every_value_in_stack_json_is_usable(stack: LocalStack) -> None:
+    text = stack.state_file.read_text(encoding="utf-8")
+    assert "${" not in text
+    info = json.loads(text)
+    assert info["outputs"]["ApiUrl"] == info["api_url"] == stack.api_url
+    assert httpx.get(f"{info['outputs']['ApiUrl']}/health").json()["data"] == {"status": "ok"}

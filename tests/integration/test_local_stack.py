@@ -159,6 +159,9 @@ class TestFixtureStack:
         )
         assert "DeadLetter" in info["dlq_url"]
         assert info["functions"]["TaskFunction"] == stack.functions["TaskFunction"]
+        # Every value is usable as it is: the emulated API's own URL, nothing left unsubstituted.
+        assert info["outputs"]["ApiUrl"] == stack.api_url
+        assert "${" not in stack.state_file.read_text()
 
     # --- HTTP API -----------------------------------------------------------------------------
     def test_request_reaches_handler_as_payload_v2_event_and_response_maps_back(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +49,25 @@ def start_stack(
         standin_options={**DEFAULT_STANDIN, **(standin_options or {})},
     )
     return LocalStack(config).start()
+
+
+@contextmanager
+def function_log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Every line the functions' shared Powertools logger writes from here on (INFO and up),
+    formatted as a deployed function writes it; yields a function returning them parsed."""
+    from fluxrelay.observability import logger
+
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logger.registered_formatter)
+    level = logger.log_level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lambda: [json.loads(line) for line in sink.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def wait_for(

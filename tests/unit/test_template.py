@@ -322,6 +322,13 @@ def test_parameters_reach_every_function_as_contract_env_vars(template: dict[str
     assert int(params["Img2ImgMaxConcurrency"]["MinValue"]) >= 2
 
 
+def test_the_authorizer_cache_window_is_a_parameter_of_the_authorizer(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["AuthorizerCacheSeconds"]
+    assert (int(param["Default"]), int(param["MinValue"])) == (60, 0)
+    env = _environment(template, "AuthorizerFunction")
+    assert env["AUTHORIZER_CACHE_SECONDS"] == {"Ref": "AuthorizerCacheSeconds"}
+
+
 def test_env_var_names_are_settings_aliases(template: dict[str, Any]) -> None:
     from fluxrelay.settings import Settings
 

@@ -27,7 +27,7 @@ from PIL import Image
 import fluxrelay.routes_uploads as routes_uploads
 from fluxrelay.adapters.s3 import S3UploadStore
 from fluxrelay.errors import FluxRelayError, InvalidRequestError, UpstreamRejectedError
-from fluxrelay.http import error_response, from_error
+from fluxrelay.http import error_response, from_error, read_bodies_as_json
 from fluxrelay.jobs import JobStatus
 from fluxrelay.models import UploadTicketRequest, describe_errors
 from fluxrelay.service import Dispatcher, SubmitService
@@ -237,6 +237,7 @@ class FakeContainer:
 
 def api(w: World, monkeypatch: pytest.MonkeyPatch) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
+    read_bodies_as_json(app)
     app.include_router(routes_uploads.router)
 
     @app.exception_handler(RequestValidationError)
@@ -318,7 +319,7 @@ def call(app: APIGatewayHttpResolver, event: dict[str, Any]) -> tuple[int, dict[
             {"prompt": "x", "content_length": 30 * 1024 * 1024},
             "content_length must be a whole number of bytes",
         ),
-        ("{not json", "must be valid JSON"),
+        ("{not json", "the body is not valid JSON"),
     ],
 )
 def test_img2img_upload_with_bad_parameters_is_a_400_before_any_job_or_upload(
@@ -595,7 +596,9 @@ def test_drop_without_sidecar_is_a_failed_job_with_a_clear_error() -> None:
         (sidecar(image="https://cdn.example/a.jpg"), "image must not be given"),
         (sidecar(num_image=2), "unknown field 'num_image'"),
         (b"{prompt: nope", "is not valid JSON"),
-        (b"[1, 2]", "must be a JSON object"),
+        (b"[1, 2]", "must be a single JSON object"),
+        (b'{"prompt": "a", "prompt": "b"}', "the key 'prompt' appears twice"),
+        (b'{"prompt": "a\\u0000"}', "prompt must not contain control characters"),
         (b"{}", "prompt is required"),
     ],
 )

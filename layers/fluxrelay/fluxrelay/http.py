@@ -7,12 +7,16 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import ApiGatewayResolver, Response
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fluxrelay.errors import FluxRelayError, InvalidRequestError, UnauthorizedError
 from fluxrelay.idempotency import MAX_KEY_LENGTH, run_once
-from fluxrelay.models import error_body, success
+from fluxrelay.models import error_body, parse_json_object, success
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings, get_settings
 
@@ -44,6 +48,34 @@ def from_error(exc: FluxRelayError) -> Response:
     if retry_after is None and exc.http_status in (429, 503):
         retry_after = 5
     return error_response(exc.http_status, exc.message, retry_after=retry_after)
+
+
+# --- request bodies -------------------------------------------------------------------------
+class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, with one reading of a route's declared body: JSON only
+    (no content type counts as JSON), parsed by `parse_json_object`.
+
+    Powertools would also turn form and multipart fields into the model (so `curl -d prompt=x`
+    could be billed) and lets `json.loads` resolve duplicate keys and overflow on deep nesting.
+    Only routes that declare a `Body()` parameter get here; `upload/binary` reads its multipart
+    body itself."""
+
+    def _get_body(self, app: ApiGatewayResolver) -> Any:
+        content_type = app.current_event.headers.get("content-type", "").strip().lower()
+        if content_type and not content_type.startswith(JSON):
+            raise RequestUnsupportedContentType(
+                "Unsupported content type",
+                errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": content_type}],
+            )
+        body = app.current_event.decoded_body
+        return parse_json_object(body) if body else None
+
+
+def read_bodies_as_json(app: ApiGatewayResolver) -> None:
+    """Give `app` (built with `enable_validation=True`) the JsonBodyValidation reading. Powertools
+    builds each route's middleware stack from this attribute; it has no public hook for it, so
+    the tests of hostile bodies fail if that ever changes."""
+    app._request_validation_middleware = JsonBodyValidation()
 
 
 # --- the caller -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ resolves to a public address is decided by `fluxrelay.urlguard` right before any
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -78,6 +79,7 @@ __all__ = [
     "describe_validation_error",
     "enforce_lora_allowlist",
     "error_body",
+    "parse_json_object",
     "success",
 ]
 
@@ -588,6 +590,65 @@ def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
         if sentence not in sentences:
             sentences.append(sentence)
     return "; ".join(sentences)
+
+
+# --- JSON bodies ----------------------------------------------------------------------------
+# Our bodies nest three levels deep ({"loras": [{"path": ...}]}); anything far deeper is hostile.
+MAX_JSON_DEPTH = 16
+# C0 and C1 control characters except tab and newline: NUL, CR, ESC... have no place in a prompt
+# or a URL, and what they do upstream is unknown.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree about a duplicate key (first or last wins): refuse it rather than guess.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidRequestError(f"the key '{_safe(key)}' appears twice in one object; send it once")
+        obj[key] = value
+    return obj
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json module accepts NaN and Infinity; JSON does not.
+    raise ValueError(f"{constant} is not JSON")
+
+
+def parse_json_object(text: str | bytes) -> dict[str, Any]:
+    """`text` as exactly one JSON object, or an InvalidRequestError that says in words what is
+    wrong: not JSON, not one object, a duplicate key, nested deeper than MAX_JSON_DEPTH, or a
+    string holding a control character (named by its field path, e.g. `loras[0].path`)."""
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_not_json)
+    except RecursionError:  # the C parser's own guard, at about a thousand levels
+        raise InvalidRequestError(_TOO_DEEP) from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, NaN, an integer too long to read
+        raise InvalidRequestError("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError("the body must be a single JSON object")
+    _check_json_values(value)
+    return value
+
+
+_TOO_DEEP = f"the body is nested too deeply (at most {MAX_JSON_DEPTH} levels of objects and arrays)"
+
+
+def _check_json_values(document: dict[str, Any]) -> None:
+    # Iterative, so no depth of input can exhaust the stack.
+    pending: list[tuple[Any, tuple[int | str, ...]]] = [(document, ())]
+    while pending:
+        value, loc = pending.pop()
+        if isinstance(value, dict | list) and len(loc) >= MAX_JSON_DEPTH:
+            raise InvalidRequestError(_TOO_DEEP)
+        if isinstance(value, dict):
+            pending.extend((item, (*loc, key)) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((item, (*loc, index)) for index, item in enumerate(value))
+        elif isinstance(value, str) and _CONTROL_CHARACTER.search(value):
+            raise InvalidRequestError(
+                f"{_field_path(loc)} must not contain control characters (tab and newline are allowed)"
+            )
 
 
 _Request = TypeVar("_Request", bound=BaseModel)

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     job_ttl_days: int = Field(30, validation_alias="JOB_TTL_DAYS")
 
     # --- limits (per API key; a key's own values override these defaults) ---
+    # A revoked key keeps working in a warm authorizer for at most this long.
+    authorizer_cache_seconds: float = Field(60.0, ge=0, validation_alias="AUTHORIZER_CACHE_SECONDS")
     default_requests_per_minute: int = Field(60, validation_alias="DEFAULT_REQUESTS_PER_MINUTE")
     default_images_per_day: int = Field(1000, validation_alias="DEFAULT_IMAGES_PER_DAY")
     idempotency_ttl_seconds: int = Field(24 * 3600, validation_alias="IDEMPOTENCY_TTL_SECONDS")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
-import json
 import re
 import secrets
 from collections.abc import Callable
@@ -59,6 +58,7 @@ from fluxrelay.models import (
     UploadTicketRequest,
     describe_validation_error,
     enforce_lora_allowlist,
+    parse_json_object,
 )
 from fluxrelay.observability import logger
 from fluxrelay.ports import JobStore, Workflow
@@ -419,11 +419,9 @@ class UploadService:
                 f"no sidecar {key}: write the JSON parameters next to the image before the image itself"
             )
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidRequestError(f"sidecar {key} is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidRequestError(f"sidecar {key} must be a JSON object")
+            data = parse_json_object(raw)  # the submit body's own rules
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"sidecar {key}: {exc.message}") from None
         try:
             params = Img2ImgParameters.model_validate(
                 data, context={"lora_allowlist": self.settings.lora_allowlist}
