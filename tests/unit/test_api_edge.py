@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ import pytest
 from fluxrelay.apikeys import ApiKeyItem, hash_key, key_id
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings
+from tests.support.functions import Ctx, load_handler
 from tests.support.stack import function_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,32 +24,11 @@ SUBMIT_EVENT = json.loads((ROOT / "events" / "api_submit.json").read_text(encodi
 HANDLERS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
 
 
-class Ctx:
-    function_name = "api"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
-    aws_request_id = "req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def load_function(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_edge_under_test", ROOT / "functions" / name / "app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    module = load_function("api")
+    module = load_handler("api")
 
     def no_container() -> Any:
         raise AssertionError("a refused body reached the services (jobs, quota, upstream)")
@@ -212,7 +191,7 @@ def test_every_handler_starts_its_invocation_with_a_clean_log_context(
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    module = load_function(name)
+    module = load_handler(name)
     monkeypatch.setattr(module, "container", no_services)
     logger.append_keys(owner="previous-caller", key_id="k_previous")
     try:
@@ -240,7 +219,7 @@ def test_a_revoked_key_works_for_at_most_the_authorizer_cache_window(
     monkeypatch: pytest.MonkeyPatch, window: str, served_after_revocation: bool
 ) -> None:
     monkeypatch.setenv("AUTHORIZER_CACHE_SECONDS", window)
-    authorizer = load_function("authorizer")
+    authorizer = load_handler("authorizer")
 
     class Container:
         settings = Settings()

@@ -7,7 +7,6 @@ import base64
 import copy
 import hashlib
 import hmac
-import importlib.util
 import io
 import json
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from fluxrelay.uploads import (
 )
 from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 from tests.fakes.uploads import CountingUpstream, FailingWorkflow, MemoryUploadStore
+from tests.support.functions import Ctx, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -289,17 +289,6 @@ def http_event(
         "body": base64.b64encode(raw).decode(),
         "isBase64Encoded": True,
     }
-
-
-@dataclass
-class Ctx:
-    function_name: str = "api"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:api"
-    aws_request_id: str = "req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def call(app: APIGatewayHttpResolver, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -676,17 +665,6 @@ def test_s3_objects_decodes_keys_and_skips_test_events() -> None:
     ]
     assert objects[0].bucket == BUCKET
     assert s3_objects({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}) == []
-
-
-def load_handler(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_app_under_test", ROOT / "functions" / name / "app.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_trigger_handler_reports_only_the_poison_message_as_failed(monkeypatch: pytest.MonkeyPatch) -> None:
