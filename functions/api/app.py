@@ -19,7 +19,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.composition import container
-from fluxrelay.errors import FluxRelayError
+from fluxrelay.domain.errors import FluxRelayError
+from fluxrelay.domain.jobs import JobItem
 from fluxrelay.http import (
     base_url,
     envelope,
@@ -31,11 +32,15 @@ from fluxrelay.http import (
     take_quota,
 )
 from fluxrelay.idempotency import register_context
-from fluxrelay.jobs import JobItem
-from fluxrelay.models import Envelope, GenerationRequest, Prediction, describe_errors, enforce_lora_allowlist
+from fluxrelay.models.wire import (
+    Envelope,
+    GenerationRequest,
+    Prediction,
+    describe_errors,
+    enforce_lora_allowlist,
+)
 from fluxrelay.observability import logger, metrics, tracer
 from fluxrelay.routes_uploads import router as uploads_router
-from fluxrelay.service import get_owned
 
 app = APIGatewayHttpResolver(enable_validation=True)
 read_bodies_as_json(app)
@@ -76,7 +81,7 @@ def submit(
     outcome, headers = once_per_key(app.current_event, owner, "submit", payload, work)
     if "error" in outcome:
         return error_response(outcome["error"]["status"], outcome["error"]["message"], headers=headers)
-    job = get_owned(c.jobs, owner, outcome["job_id"])
+    job = c.lifecycle.owned(owner, outcome["job_id"])
     logger.set_correlation_id(job.job_id)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     if request.enable_sync_mode:
@@ -103,12 +108,12 @@ def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
 
 @app.get("/api/v3/predictions/<job_id>/result")
 def get_result(job_id: str) -> Response[Envelope[Prediction]]:
-    return present(get_owned(container().jobs, require_owner(app.current_event), job_id))
+    return present(container().lifecycle.owned(require_owner(app.current_event), job_id))
 
 
 @app.get("/api/v3/predictions/<job_id>")
 def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
-    return present(get_owned(container().jobs, require_owner(app.current_event), job_id))
+    return present(container().lifecycle.owned(require_owner(app.current_event), job_id))
 
 
 @app.get("/api/v3/webhook/secret")

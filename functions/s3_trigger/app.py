@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.composition import container
+from fluxrelay.models.s3events import s3_objects
 from fluxrelay.observability import logger, metrics, tracer
-from fluxrelay.uploads import s3_objects
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-from fluxrelay.errors import NotFoundError
+from fluxrelay.domain.errors import NotFoundError
 
 DEFAULT_STATE_FILE = Path(".local/stack.json")
 

@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
-from fluxrelay.uploads import drop_job_id
+from fluxrelay.domain.uploads import drop_job_id
 from fluxrelay_local.stack import FAKE_CREDENTIALS, REPO_ROOT, LocalStack
 from tests.support.stack import Api, WebhookReceiver, api_for, sns_queue, wait_for
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from wavespeed import Client
 
-from fluxrelay.upstream import MODEL_ID
+from fluxrelay.models.wire import MODEL_ID
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import Api, standin_of
 

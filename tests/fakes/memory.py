@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Unpack
 
-from fluxrelay.errors import ConflictError, NotFoundError, OutputUnavailableError
-from fluxrelay.jobs import JobItem, JobStatus, allowed_sources
+from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources
+from fluxrelay.models.notices import JobNotice
+from fluxrelay.models.wire import Prediction
+from fluxrelay.models.workflow import WorkflowStart
 
 
 class MemoryJobStore:
@@ -28,7 +32,7 @@ class MemoryJobStore:
         job = self.items.get(job_id)
         return job.model_copy(deep=True) if job else None
 
-    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> JobItem | None:
+    def transition(self, job_id: str, to: JobStatus, **fields: Unpack[JobFields]) -> JobItem | None:
         with self._lock:
             job = self.items.get(job_id)
             if job is None or job.status not in allowed_sources(to):
@@ -37,7 +41,7 @@ class MemoryJobStore:
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
-    def claim(self, job_id: str, field: str, value: Any) -> bool:
+    def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         with self._lock:
             job = self.items[job_id]
             if getattr(job, field) is not None:
@@ -45,7 +49,7 @@ class MemoryJobStore:
             self.items[job_id] = job.model_copy(update={field: value})
             return True
 
-    def update(self, job_id: str, **fields: Any) -> JobItem:
+    def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         with self._lock:
             if job_id not in self.items:
                 raise NotFoundError(job_id)
@@ -90,8 +94,8 @@ class RecordingNotifier:
     def __init__(self) -> None:
         self.messages: list[tuple[dict[str, Any], dict[str, str]]] = []
 
-    def publish(self, message: dict[str, Any], attributes: dict[str, str]) -> None:
-        self.messages.append((message, attributes))
+    def publish(self, notice: JobNotice) -> None:
+        self.messages.append((notice.model_dump(mode="json"), notice.attributes()))
 
 
 class ScriptedSender:
@@ -101,8 +105,8 @@ class ScriptedSender:
         self.statuses = list(statuses)
         self.calls: list[tuple[str, dict[str, Any], list[str]]] = []
 
-    def deliver(self, url: str, payload: dict[str, Any], secrets: list[str], message_id: str) -> int:
-        self.calls.append((url, payload, secrets))
+    def deliver(self, url: str, payload: Prediction, secrets: list[str], message_id: str) -> int:
+        self.calls.append((url, payload.model_dump(mode="json", by_alias=True, exclude_none=True), secrets))
         return self.statuses.pop(0)
 
 
@@ -122,9 +126,9 @@ class RecordingWorkflow:
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
 
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        self.started.append((job_id, payload))
-        return f"arn:aws:states:us-east-1:123456789012:execution:gen:{job_id}"
+    def start(self, start: WorkflowStart) -> str:
+        self.started.append((start.job_id, start.model_dump(mode="json")))
+        return f"arn:aws:states:us-east-1:123456789012:execution:gen:{start.job_id}"
 
 
 class MemorySlots:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from fluxrelay.errors import InvalidRequestError, UpstreamError
-from fluxrelay.upstream import UpstreamPrediction
+from fluxrelay.domain.errors import InvalidRequestError, UpstreamError
+from fluxrelay.models.upstream import UpstreamPrediction
+from fluxrelay.models.workflow import WorkflowStart
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,6 @@ class FailingWorkflow:
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
 
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        self.started.append((job_id, payload))
+    def start(self, start: WorkflowStart) -> str:
+        self.started.append((start.job_id, start.model_dump(mode="json")))
         raise RuntimeError("AccessDenied")

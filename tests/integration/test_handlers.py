@@ -19,9 +19,9 @@ from PIL import Image
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
 from fluxrelay.composition import container
-from fluxrelay.errors import JobStateError
-from fluxrelay.jobs import JobItem, JobStatus, WebhookState, new_job_id
-from fluxrelay.models import GenerationRequest
+from fluxrelay.domain.errors import JobStateError
+from fluxrelay.domain.jobs import JobItem, JobStatus, WebhookState, new_job_id
+from fluxrelay.models.wire import GenerationRequest
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import WebhookReceiver, job_item, sns_events_for, sns_queue, wait_for
 
@@ -132,7 +132,7 @@ def test_check_result_on_a_completed_job_changes_nothing(stack: LocalStack, comp
 
     out = stack.invoke("CheckResultFunction", event("check_result", job_id=completed_job_id))
 
-    assert out == {"job_id": completed_job_id, "status": "completed", "wait_seconds": 0}
+    assert out == {"job_id": completed_job_id, "status": "completed", "next": "notify", "wait_seconds": 0}
     assert job_item(stack, completed_job_id) == before
 
 

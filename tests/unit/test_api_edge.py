@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from fluxrelay.apikeys import ApiKeyItem, hash_key, key_id
+from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings
+from tests.fakes.memory import MemoryJobStore, RecordingWorkflow
 from tests.support.functions import Ctx, load_handler
 from tests.support.stack import function_log_lines
 
@@ -151,12 +153,9 @@ def test_every_json_route_reads_its_body_the_same_way(api: ModuleType, route: st
 def test_a_401_is_not_logged_under_the_previous_callers_identity(
     api: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Jobs:
-        def get(self, job_id: str) -> None:
-            return None
-
     class Container:
-        jobs = Jobs()
+        # No jobs at all: every result lookup is a 404.
+        lifecycle = JobLifecycle(store=MemoryJobStore(), generation=RecordingWorkflow(), settings=Settings())
 
     monkeypatch.setattr(api, "container", Container)
     event = copy.deepcopy(SUBMIT_EVENT)

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
-from fluxrelay.jobs import JobError, JobItem, JobStatus, OutputItem, new_job_id
-from fluxrelay.models import GenerationRequest
+from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem, new_job_id
+from fluxrelay.models.wire import GenerationRequest
 from tests.unit.conftest import TABLE
 
 

@@ -15,7 +15,7 @@ import pytest
 from fluxrelay import idempotency
 from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
-from fluxrelay.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
+from fluxrelay.domain.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
 from fluxrelay.settings import get_settings
 from tests.unit.conftest import TABLE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fluxrelay.errors import InvalidRequestError
-from fluxrelay.models import GenerationRequest, enforce_lora_allowlist
+from fluxrelay.domain.errors import InvalidRequestError
+from fluxrelay.models.wire import GenerationRequest, enforce_lora_allowlist
 
 ALLOW = ["alvdansen/frosting_lane_flux", "acme-studio/"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fluxrelay.models import (
+from fluxrelay.models.wire import (
     MAX_PROMPT_LENGTH,
     MAX_UPLOAD_BYTES,
     BinaryUpload,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from fluxrelay.models import GenerationRequest, Lora, describe_validation_error
+from fluxrelay.models.wire import GenerationRequest, Lora, describe_validation_error
 
 FIELDS = set(GenerationRequest.model_fields)
 HF_ID = re.compile(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from fluxrelay.models import GenerationRequest
+from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.settings import get_settings
 
 

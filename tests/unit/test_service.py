@@ -3,32 +3,33 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from fluxrelay.errors import (
+from fluxrelay.api.presenter import PredictionPresenter
+from fluxrelay.domain.dispatch import Dispatcher
+from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
     UnknownTaskError,
     UnsafeUrlError,
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from fluxrelay.jobs import JobError, JobStatus
-from fluxrelay.models import GenerationRequest
-from fluxrelay.service import (
-    Dispatcher,
-    FailService,
-    NotifyService,
-    OutputService,
-    PollService,
-    PredictionPresenter,
-    SubmitService,
-)
+from fluxrelay.domain.fail import FailService
+from fluxrelay.domain.jobs import JobError, JobStatus
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.notify import NotifyService
+from fluxrelay.domain.outputs import OutputService
+from fluxrelay.domain.poll import PollService
+from fluxrelay.domain.submit import SubmitService
+from fluxrelay.models.upstream import UpstreamPrediction
+from fluxrelay.models.wire import GenerationRequest
+from fluxrelay.models.workflow import CaughtError, ResultRoute, WebhookDelivery
 from fluxrelay.settings import Settings
-from fluxrelay.upstream import UpstreamPrediction
 from tests.fakes.memory import (
     FixedSecrets,
     MemoryJobStore,
@@ -55,10 +56,10 @@ class FakeUpstream:
     def __init__(self, results: list[Any] | None = None, submit_error: Exception | None = None) -> None:
         self.results = list(results or [])
         self.submit_error = submit_error
-        self.submitted: list[dict[str, Any]] = []
+        self.submitted: list[dict[str, Any]] = []  # the payloads, as sent
 
-    def submit(self, payload: dict[str, Any], *, webhook: str | None = None) -> UpstreamPrediction:
-        self.submitted.append(payload)
+    def submit(self, payload: Mapping[str, object], *, webhook: str | None = None) -> UpstreamPrediction:
+        self.submitted.append(dict(payload))
         if self.submit_error:
             raise self.submit_error
         return UpstreamPrediction(id="a" * 32, status="created")
@@ -103,10 +104,17 @@ def world() -> dict[str, Any]:
     }
 
 
+def lifecycle(world: dict[str, Any], **kw: Any) -> JobLifecycle:
+    return JobLifecycle(
+        store=world["store"], generation=world["workflow"], settings=settings(**kw), clock=world["clock"]
+    )
+
+
 def dispatcher(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Dispatcher:
     return Dispatcher(
+        lifecycle=lifecycle(world, **kw),
         store=world["store"],
-        upstream=lambda: upstream,
+        upstream=upstream,
         slots=world["slots"],
         settings=settings(**kw),
         clock=world["clock"],
@@ -115,13 +123,11 @@ def dispatcher(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> Disp
 
 def submitter(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> SubmitService:
     return SubmitService(
-        store=world["store"],
+        lifecycle=lifecycle(world, **kw),
         dispatcher=dispatcher(world, upstream, **kw),
-        workflow=world["workflow"],
         webhook_secrets=world["secrets"],
         settings=settings(**kw),
         check_url=refuse_private,
-        clock=world["clock"],
     )
 
 
@@ -180,8 +186,9 @@ def make_job(world: dict[str, Any], **req: Any) -> str:
 
 def poll_service(world: dict[str, Any], upstream: FakeUpstream) -> PollService:
     return PollService(
+        lifecycle=lifecycle(world),
         store=world["store"],
-        upstream=lambda: upstream,
+        upstream=upstream,
         dispatcher=dispatcher(world, upstream),
         settings=settings(),
         clock=world["clock"],
@@ -210,7 +217,9 @@ def test_completed_result_records_outputs_and_moves_to_processing(world: dict[st
     outcome = poller(
         world, [pred("completed", outputs=["https://cdn/x.jpeg"], has_nsfw_contents=[False])]
     ).check(job_id)
-    assert outcome.status == "completed"
+    # The workflow goes on to store the outputs; the job stays processing until they are stored.
+    assert outcome.next is ResultRoute.STORE_OUTPUTS
+    assert outcome.status == "processing"
     job = world["store"].get(job_id)
     assert job.status is JobStatus.PROCESSING
     assert job.upstream_outputs == ["https://cdn/x.jpeg"]
@@ -240,7 +249,7 @@ def test_task_unknown_upstream_fails_the_job(world: dict[str, Any]) -> None:
 
 def test_a_finished_job_never_moves_backwards(world: dict[str, Any]) -> None:
     job_id = make_job(world)
-    FailService(world["store"]).mark_failed(job_id, "x", "boom")
+    FailService(lifecycle(world)).mark_failed(job_id, CaughtError(Error="x", Cause="boom"))
     # A late "completed" from the upstream cannot revive it.
     assert poller(world, [pred("completed", outputs=["u"])]).check(job_id).status == "failed"
     assert world["store"].transition(job_id, JobStatus.COMPLETED) is None
@@ -253,11 +262,10 @@ def outputs_service(
 ) -> tuple[OutputService, MemoryOutputStore]:
     bucket = MemoryOutputStore()
     svc = OutputService(
-        store=world["store"],
+        lifecycle=lifecycle(world, **kw),
         outputs=bucket,
         sources=MemoryOutputSource(files),
         settings=settings(**kw),
-        clock=world["clock"],
     )
     return svc, bucket
 
@@ -275,7 +283,7 @@ def test_outputs_are_copied_with_content_type_and_job_completes(world: dict[str,
     svc, bucket = outputs_service(
         world, {"https://cdn/0.png": image_bytes("PNG"), "https://cdn/1.png": image_bytes("PNG")}
     )
-    assert svc.store_outputs(job_id) == "completed"
+    assert svc.store_outputs(job_id).status == "completed"
     assert sorted(bucket.objects) == [f"outputs/{job_id}/0.png", f"outputs/{job_id}/1.png"]
     assert {ct for _, ct in bucket.objects.values()} == {"image/png"}
     assert [o.width for o in world["store"].get(job_id).outputs] == [256, 256]
@@ -286,7 +294,7 @@ def test_base64_outputs_are_decoded_and_stored(world: dict[str, Any]) -> None:
 
     job_id = completed_job(world, [base64.b64encode(image_bytes()).decode()])
     svc, bucket = outputs_service(world, {})
-    assert svc.store_outputs(job_id) == "completed"
+    assert svc.store_outputs(job_id).status == "completed"
     assert list(bucket.objects) == [f"outputs/{job_id}/0.jpeg"]
 
 
@@ -304,7 +312,7 @@ def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(
 ) -> None:
     job_id = completed_job(world, ["https://cdn/0.jpeg"])
     svc, _ = outputs_service(world, {"https://cdn/0.jpeg": served})
-    assert svc.store_outputs(job_id) == "failed"
+    assert svc.store_outputs(job_id).status == "failed"
     job = world["store"].get(job_id)
     assert job.error.type == "output_unavailable"
     assert fragment in job.error.message
@@ -314,7 +322,7 @@ def test_outputs_over_the_byte_cap_fail_the_job(world: dict[str, Any]) -> None:
     job_id = completed_job(world, ["https://cdn/0.png"], output_format="png")
     big = image_bytes("PNG") + b"\0" * 300_000
     svc, _ = outputs_service(world, {"https://cdn/0.png": big}, MAX_OUTPUT_BYTES=200_000)
-    assert svc.store_outputs(job_id) == "failed"
+    assert svc.store_outputs(job_id).status == "failed"
     assert "larger than" in world["store"].get(job_id).error.message
 
 
@@ -325,6 +333,7 @@ def notifier(
     sns, sender = RecordingNotifier(), ScriptedSender(statuses)
     s = settings(WEBHOOK_RETRY_SPAN_SECONDS=100, WEBHOOK_RETRY_BASE_SECONDS=5, **kw)
     svc = NotifyService(
+        lifecycle=lifecycle(world),
         store=world["store"],
         slots=world["slots"],
         notifier=sns,
@@ -350,10 +359,12 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
     job_id = failed_job_with_webhook(world)
     svc, sns, sender = notifier(world, [500, 503, 200])
     first = svc.notify(job_id)
+    # The workflow's routing value is the state stored in the job.
+    assert world["store"].get(job_id).webhook.state == first.webhook
     second = svc.notify(job_id)
     third = svc.notify(job_id)
-    assert (first.webhook, first.wait_seconds) == ("retry", 5)
-    assert (second.webhook, second.wait_seconds) == ("retry", 10)
+    assert (first.webhook, first.wait_seconds) == (WebhookDelivery.RETRYING, 5)
+    assert (second.webhook, second.wait_seconds) == (WebhookDelivery.RETRYING, 10)
     assert third.webhook == "delivered"
     assert len(sns.messages) == 1
     message, attributes = sns.messages[0]
@@ -369,7 +380,7 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
 def test_webhook_gives_up_after_the_retry_span(world: dict[str, Any]) -> None:
     job_id = failed_job_with_webhook(world)
     svc, _, _ = notifier(world, [500, 500])
-    assert svc.notify(job_id).webhook == "retry"
+    assert svc.notify(job_id).webhook is WebhookDelivery.RETRYING
     world["clock"].now = T0 + timedelta(seconds=101)
     assert svc.notify(job_id).webhook == "gave_up"
     assert world["store"].get(job_id).webhook.state == "gave_up"
@@ -383,7 +394,7 @@ def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None
     )
     svc, _, sender = notifier(world, [200])
     outcome = svc.notify(job_id)
-    assert outcome.webhook == "retry"
+    assert outcome.webhook is WebhookDelivery.RETRYING
     assert sender.calls == []
     assert "private" in world["store"].get(job_id).webhook.last_error
 
@@ -407,7 +418,7 @@ def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slo
     assert poll.check(second.job_id).status == "created"
     assert len(upstream.submitted) == 1
     # When: the first job finishes and is notified, its slot is released.
-    FailService(world["store"]).mark_failed(first.job_id, "x", "done")
+    FailService(lifecycle(world)).mark_failed(first.job_id, CaughtError(Error="x", Cause="done"))
     notifier(world, [])[0].notify(first.job_id)
     # Then: the next check submits the queued job, once.
     poll.check(second.job_id)
@@ -441,7 +452,9 @@ def test_a_slot_leaked_by_a_job_that_never_reached_notify_is_reclaimed(world: di
     upstream = FakeUpstream()
     leaked = submitter(world, upstream).submit("alice", request())
     # Its workflow died after the job ended, before Notify released the slot.
-    FailService(world["store"]).mark_failed(leaked.job_id, "States.Timeout", "the workflow timed out")
+    FailService(lifecycle(world)).mark_failed(
+        leaked.job_id, CaughtError(Error="States.Timeout", Cause="the workflow timed out")
+    )
     assert world["slots"].held == {leaked.job_id}
 
     queued_behind_it = submitter(world, upstream).submit("alice", request())
@@ -463,7 +476,7 @@ def test_a_queued_job_whose_dispatch_cannot_reach_the_upstream_stays_queued(worl
     world["slots"].capacity = 1
     blocker = submitter(world, FakeUpstream()).submit("alice", request())
     queued = submitter(world, FakeUpstream()).submit("alice", request())
-    FailService(world["store"]).mark_failed(blocker.job_id, "x", "done")
+    FailService(lifecycle(world)).mark_failed(blocker.job_id, CaughtError(Error="x", Cause="done"))
     down = FakeUpstream(submit_error=UpstreamUnavailableError("connection refused; nothing was sent"))
     poll = poll_service(world, down)
 

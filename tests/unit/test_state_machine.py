@@ -1,4 +1,4 @@
-"""Static checks of statemachines/generation.asl.json against the Workflow contract (CONTRACTS.md).
+"""Static checks of statemachines/generation.asl.json against the task models (models/workflow.py).
 
 moto runs this ASL in the integration tests but forgives what AWS does not (a Next to a missing
 state, a Choice on a missing field): these checks stand in for AWS's own validation.
@@ -16,18 +16,27 @@ from cfnlint.decode import cfn_yaml
 from statelint.config import Config
 from statelint.linter import Linter
 
+from fluxrelay.models.workflow import (
+    CheckResultOutput,
+    JobStatusOutput,
+    NotifyOutput,
+    ResultRoute,
+    WebhookDelivery,
+    WorkflowStart,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachines" / "generation.asl.json"
 TEMPLATE_PATH = ROOT / "template.yaml"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
-EXECUTION_INPUT = {"job_id", "wait_seconds"}
-# What each task function always returns (the Workflow contract), by substitution name.
+EXECUTION_INPUT = set(WorkflowStart.model_fields)
+# What each task function always returns (its output model), by substitution name.
 TASK_OUTPUTS = {
-    "CheckResultFunctionArn": {"job_id", "status", "wait_seconds"},
-    "StoreOutputsFunctionArn": {"job_id", "status"},
-    "MarkFailedFunctionArn": {"job_id", "status"},
-    "NotifyFunctionArn": {"job_id", "attempt", "webhook", "wait_seconds"},  # attempt: for the history
+    "CheckResultFunctionArn": set(CheckResultOutput.model_fields),
+    "StoreOutputsFunctionArn": set(JobStatusOutput.model_fields),
+    "MarkFailedFunctionArn": set(JobStatusOutput.model_fields),
+    "NotifyFunctionArn": set(NotifyOutput.model_fields),
 }
 TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.ServiceException",
@@ -206,7 +215,7 @@ def test_check_result_backs_off_on_upstream_outages_and_rate_limits(states: dict
 
 
 def test_upstream_error_names_are_real_exception_classes() -> None:
-    from fluxrelay import errors
+    from fluxrelay.domain import errors
 
     assert issubclass(errors.UpstreamUnavailableError, Exception)
     assert issubclass(errors.UpstreamRateLimitedError, Exception)
@@ -242,28 +251,48 @@ def test_every_field_a_state_reads_is_always_present(raw: dict[str, Any]) -> Non
         assert not missing, f"{name} reads {missing}, not always in its input {entry[name]}"
 
 
-def test_choices_route_statuses_per_contract(states: dict[str, Any]) -> None:
-    assert _run(states, check_statuses=["completed"])[:4] == [
+def test_choices_route_on_the_task_models_values(states: dict[str, Any]) -> None:
+    compared = {
+        (rule["Variable"], rule["StringEquals"])
+        for state in states.values()
+        for rule in state.get("Choices", [])
+    }
+    assert compared == {
+        ("$.next", ResultRoute.STORE_OUTPUTS.value),
+        ("$.next", ResultRoute.NOTIFY.value),
+        ("$.webhook", WebhookDelivery.RETRYING.value),
+    }
+
+
+def test_choices_route_results_per_contract(states: dict[str, Any]) -> None:
+    assert _run(states, routes=[ResultRoute.STORE_OUTPUTS])[:4] == [
         "WaitForResult",
         "CheckResult",
         "IsFinished",
         "StoreOutputs",
     ]
-    for status in ("failed", "timeout"):
-        assert _run(states, check_statuses=[status])[3] == "Notify"
-    assert _run(states, check_statuses=["created", "processing", "completed"]).count("WaitForResult") == 3
+    assert _run(states, routes=[ResultRoute.NOTIFY])[3] == "Notify"
+    waits = _run(states, routes=[ResultRoute.WAIT, ResultRoute.WAIT, ResultRoute.STORE_OUTPUTS])
+    assert waits.count("WaitForResult") == 3
 
 
 def _run(
-    states: dict[str, Any], check_statuses: list[str], webhooks: tuple[str, ...] = ("none",), limit: int = 200
+    states: dict[str, Any],
+    routes: list[ResultRoute],
+    webhooks: tuple[WebhookDelivery, ...] = (WebhookDelivery.NONE,),
+    limit: int = 200,
 ) -> list[str]:
     """Walk the graph the way the workflow runs for scripted task results; returns entered states."""
-    polls, deliveries = iter(check_statuses), iter(webhooks)
+    polls, deliveries = iter(routes), iter(webhooks)
     outputs = {
-        "CheckResult": lambda: {"job_id": "j", "status": next(polls), "wait_seconds": 1},
+        "CheckResult": lambda: CheckResultOutput(
+            job_id="j", status="processing", next=next(polls), wait_seconds=1
+        ).model_dump(mode="json"),
         "StoreOutputs": lambda: {"job_id": "j", "status": "completed"},
         "MarkFailed": lambda: {"job_id": "j", "status": "failed"},
-        "Notify": lambda: {"job_id": "j", "attempt": 1, "webhook": next(deliveries), "wait_seconds": 5},
+        "Notify": lambda: NotifyOutput(
+            job_id="j", attempt=1, webhook=next(deliveries), wait_seconds=5
+        ).model_dump(mode="json"),
     }
 
     def matches(rule: dict[str, Any], data: dict[str, Any]) -> bool:
@@ -292,7 +321,7 @@ def _run(
 
 
 def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states: dict[str, Any]) -> None:
-    entered = _run(states, check_statuses=["completed"], webhooks=("none",))
+    entered = _run(states, routes=[ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.NONE,))
     assert entered == [
         "WaitForResult",
         "CheckResult",
@@ -306,12 +335,15 @@ def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states
 
 
 def test_a_delivered_webhook_after_one_extra_poll_still_fits_the_budget(states: dict[str, Any]) -> None:
-    entered = _run(states, check_statuses=["processing", "completed"], webhooks=("delivered",))
+    entered = _run(
+        states, routes=[ResultRoute.WAIT, ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.DELIVERED,)
+    )
     assert len(entered) <= MAX_TRANSITIONS
 
 
 def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states: dict[str, Any]) -> None:
-    entered = _run(states, check_statuses=["failed"], webhooks=("retry", "retry", "gave_up"))
+    retrying, gave_up = WebhookDelivery.RETRYING, WebhookDelivery.GAVE_UP
+    entered = _run(states, routes=[ResultRoute.NOTIFY], webhooks=(retrying, retrying, gave_up))
     assert entered.count("WaitBeforeRedelivery") == 2
     assert entered.count("Notify") == 3
     assert entered[-1] == "Done"

@@ -25,20 +25,17 @@ from PIL import Image
 
 import fluxrelay.routes_uploads as routes_uploads
 from fluxrelay.adapters.s3 import S3UploadStore
-from fluxrelay.errors import FluxRelayError, InvalidRequestError, UpstreamRejectedError
+from fluxrelay.domain.dispatch import Dispatcher
+from fluxrelay.domain.errors import FluxRelayError, InvalidRequestError, UpstreamRejectedError
+from fluxrelay.domain.jobs import JobStatus
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.submit import SubmitService
+from fluxrelay.domain.uploads import EXPIRY_GRACE_SECONDS, UploadService, drop_job_id
 from fluxrelay.http import error_response, from_error, read_bodies_as_json
-from fluxrelay.jobs import JobStatus
-from fluxrelay.models import UploadTicketRequest, describe_errors
-from fluxrelay.service import Dispatcher, SubmitService
+from fluxrelay.models.s3events import S3Object, s3_objects
+from fluxrelay.models.uploads import Img2ImgUploadRequest
+from fluxrelay.models.wire import UploadTicketRequest, describe_errors
 from fluxrelay.settings import Settings
-from fluxrelay.uploads import (
-    EXPIRY_GRACE_SECONDS,
-    Img2ImgUploadRequest,
-    S3Object,
-    UploadService,
-    drop_job_id,
-    s3_objects,
-)
 from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 from tests.fakes.uploads import CountingUpstream, FailingWorkflow, MemoryUploadStore
 from tests.support.functions import Ctx, load_handler
@@ -75,26 +72,30 @@ def world(upstream: CountingUpstream | None = None, **overrides: Any) -> World:
     jobs, bucket = MemoryJobStore(), MemoryUploadStore()
     upstream = upstream or CountingUpstream()
     generation, expiry = RecordingWorkflow(), RecordingWorkflow()
+    lifecycle = JobLifecycle(
+        store=jobs, generation=generation, settings=settings, expiry=expiry, clock=lambda: T0
+    )
     dispatcher = Dispatcher(
-        store=jobs, upstream=lambda: upstream, slots=MemorySlots(), settings=settings, clock=lambda: T0
+        lifecycle=lifecycle,
+        store=jobs,
+        upstream=upstream,
+        slots=MemorySlots(),
+        settings=settings,
+        clock=lambda: T0,
     )
     submit = SubmitService(
-        store=jobs,
+        lifecycle=lifecycle,
         dispatcher=dispatcher,
-        workflow=generation,
         webhook_secrets=FixedSecrets(),
         settings=settings,
         check_url=lambda url: None,
-        clock=lambda: T0,
     )
     service = UploadService(
+        lifecycle=lifecycle,
         jobs=jobs,
         submitter=submit,
         uploads=bucket,
-        generation=generation,
-        expiry=expiry,
         settings=settings,
-        clock=lambda: T0,
         token=lambda: "tok",
     )
     return World(service, jobs, bucket, upstream, generation, expiry, settings)
@@ -209,7 +210,7 @@ def test_img2img_ticket_keeps_a_mask_that_needs_the_uploaded_image() -> None:
 
 def test_img2img_ticket_whose_timer_cannot_start_fails_the_job_instead_of_leaving_it_waiting() -> None:
     w = world()
-    w.service.expiry = FailingWorkflow()
+    w.service.lifecycle.expiry = FailingWorkflow()
 
     with pytest.raises(RuntimeError):
         img2img_ticket(w)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fluxrelay.errors import (
+from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
     InvalidRequestError,
     UnauthorizedError,
@@ -29,8 +29,8 @@ from fluxrelay.errors import (
     UpstreamUnauthorizedError,
     UpstreamUnavailableError,
 )
+from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.upstream import (
-    UpstreamPrediction,
     WaveSpeedClient,
     sign_wavespeed_webhook,
     verify_wavespeed_webhook,

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxrelay.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
+from fluxrelay.domain.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
 from fluxrelay.settings import UrlPolicyName
 from fluxrelay.urlguard import (
     CheckedUrl,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import boto3
 import pytest
@@ -19,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, new_webhook_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender, sign
+from fluxrelay.models.wire import Prediction, PredictionUrls
 from fluxrelay.urlguard import UrlPolicy
 from tests.support.stack import WebhookReceiver
 
@@ -136,11 +136,18 @@ def test_a_delivery_during_rotation_carries_both_signatures_over_http(
     store, _ = secrets_store
     old = store.current("alice")
     new = store.rotate("alice", grace_seconds=3600)["current"]
-    payload: dict[str, Any] = {"id": "1" * 32, "status": "completed", "outputs": []}
+    prediction = Prediction(
+        id="1" * 32,
+        outputs=[],
+        urls=PredictionUrls(get="https://api.example/r"),
+        status="completed",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    payload = prediction.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     with WebhookReceiver() as receiver:
         status = StandardWebhookSender(UrlPolicy.development(), timeout=5).deliver(
-            receiver.url, payload, store.signing_secrets("alice"), "msg_http"
+            receiver.url, prediction, store.signing_secrets("alice"), "msg_http"
         )
         (delivery,) = receiver.wait(1, timeout=5)
 

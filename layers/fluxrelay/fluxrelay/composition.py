@@ -8,7 +8,6 @@ at import time.
 from __future__ import annotations
 
 from functools import cached_property, lru_cache
-from typing import Any
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
@@ -19,17 +18,16 @@ from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
 from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
-from fluxrelay.service import (
-    Dispatcher,
-    FailService,
-    NotifyService,
-    OutputService,
-    PollService,
-    PredictionPresenter,
-    SubmitService,
-)
+from fluxrelay.api.presenter import PredictionPresenter
+from fluxrelay.domain.dispatch import Dispatcher
+from fluxrelay.domain.fail import FailService
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.notify import NotifyService
+from fluxrelay.domain.outputs import OutputService
+from fluxrelay.domain.poll import PollService
+from fluxrelay.domain.submit import SubmitService
+from fluxrelay.domain.uploads import UploadService
 from fluxrelay.settings import Settings, get_settings
-from fluxrelay.uploads import UploadService
 from fluxrelay.upstream import WaveSpeedClient
 from fluxrelay.urlguard import UrlPolicy, check_url
 
@@ -43,7 +41,7 @@ class Container:
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy.from_name(self.settings.url_policy.value)
 
-    def check_webhook_url(self, url: str) -> Any:
+    def check_webhook_url(self, url: str) -> object:
         return check_url(url, self.url_policy, label="webhook URL")
 
     @cached_property
@@ -66,21 +64,22 @@ class Container:
     def webhook_secrets(self) -> SecretsManagerWebhookSecrets:
         return SecretsManagerWebhookSecrets(self.settings.webhook_secret_prefix)
 
-    def upstream(self) -> WaveSpeedClient:
-        return self._upstream
-
-    @cached_property
-    def _upstream(self) -> WaveSpeedClient:
+    def _wavespeed_key(self) -> str:
         s = self.settings
         if s.wavespeed_secret_name:
-            key = read_secret(s.wavespeed_secret_name)
-        elif s.wavespeed_api_key is not None:
-            key = s.wavespeed_api_key.get_secret_value()
-        else:
-            raise RuntimeError("no WaveSpeed key configured: set WAVESPEED_SECRET_NAME or WAVESPEED_API_KEY")
+            return read_secret(s.wavespeed_secret_name)
+        if s.wavespeed_api_key is not None:
+            return s.wavespeed_api_key.get_secret_value()
+        raise RuntimeError("no WaveSpeed key configured: set WAVESPEED_SECRET_NAME or WAVESPEED_API_KEY")
+
+    @cached_property
+    def upstream(self) -> WaveSpeedClient:
+        s = self.settings
+        # The key is read on the first upstream call: a job that waits for a slot, or a check
+        # of a finished job, never needs it.
         return WaveSpeedClient(
             s.wavespeed_base_url,
-            key,
+            self._wavespeed_key,
             connect_timeout=s.upstream_connect_timeout,
             read_timeout=s.upstream_read_timeout,
             submit_retry_budget=s.upstream_submit_retry_budget,
@@ -98,15 +97,32 @@ class Container:
         return DynamoSlotPool(self.settings.table_name, self.settings.max_concurrent_upstream_tasks)
 
     @cached_property
+    def lifecycle(self) -> JobLifecycle:
+        s = self.settings
+        expiry = (
+            StepFunctionsWorkflow(s.upload_expiry_state_machine_arn)
+            if s.upload_expiry_state_machine_arn
+            else None
+        )
+        return JobLifecycle(
+            store=self.jobs, generation=StepFunctionsWorkflow(s.state_machine_arn), settings=s, expiry=expiry
+        )
+
+    @cached_property
     def dispatcher(self) -> Dispatcher:
-        return Dispatcher(store=self.jobs, upstream=self.upstream, slots=self.slots, settings=self.settings)
+        return Dispatcher(
+            lifecycle=self.lifecycle,
+            store=self.jobs,
+            upstream=self.upstream,
+            slots=self.slots,
+            settings=self.settings,
+        )
 
     @cached_property
     def submit(self) -> SubmitService:
         return SubmitService(
-            store=self.jobs,
+            lifecycle=self.lifecycle,
             dispatcher=self.dispatcher,
-            workflow=StepFunctionsWorkflow(self.settings.state_machine_arn),
             webhook_secrets=self.webhook_secrets,
             settings=self.settings,
             check_url=self.check_webhook_url,
@@ -115,21 +131,28 @@ class Container:
     @cached_property
     def poll(self) -> PollService:
         return PollService(
-            store=self.jobs, upstream=self.upstream, dispatcher=self.dispatcher, settings=self.settings
+            lifecycle=self.lifecycle,
+            store=self.jobs,
+            upstream=self.upstream,
+            dispatcher=self.dispatcher,
+            settings=self.settings,
         )
 
     @cached_property
     def store_outputs(self) -> OutputService:
         source = GuardedOutputSource(self.url_policy, max_bytes=self.settings.max_output_bytes)
-        return OutputService(store=self.jobs, outputs=self.outputs, sources=source, settings=self.settings)
+        return OutputService(
+            lifecycle=self.lifecycle, outputs=self.outputs, sources=source, settings=self.settings
+        )
 
     @cached_property
     def fail(self) -> FailService:
-        return FailService(store=self.jobs)
+        return FailService(self.lifecycle)
 
     @cached_property
     def notify(self) -> NotifyService:
         return NotifyService(
+            lifecycle=self.lifecycle,
             store=self.jobs,
             slots=self.slots,
             notifier=SnsNotifier(self.settings.topic_arn),
@@ -140,26 +163,19 @@ class Container:
             check_url=self.check_webhook_url,
         )
 
-    # --- uploads and img2img from S3 (issue 4) ---
+    # --- uploads and img2img from S3 ---
     @cached_property
     def upload_store(self) -> S3UploadStore:
         return S3UploadStore(self.settings.bucket_name)
 
     @cached_property
     def uploads(self) -> UploadService:
-        s = self.settings
-        expiry = (
-            StepFunctionsWorkflow(s.upload_expiry_state_machine_arn)
-            if s.upload_expiry_state_machine_arn
-            else None
-        )
         return UploadService(
+            lifecycle=self.lifecycle,
             jobs=self.jobs,
             submitter=self.submit,
             uploads=self.upload_store,
-            generation=StepFunctionsWorkflow(s.state_machine_arn),
-            expiry=expiry,
-            settings=s,
+            settings=self.settings,
         )
 
 

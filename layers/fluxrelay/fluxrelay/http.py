@@ -14,9 +14,9 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from fluxrelay.errors import FluxRelayError, InvalidRequestError, UnauthorizedError
+from fluxrelay.domain.errors import FluxRelayError, InvalidRequestError, UnauthorizedError
 from fluxrelay.idempotency import MAX_KEY_LENGTH, run_once
-from fluxrelay.models import error_body, parse_json_object, success
+from fluxrelay.models.wire import error_body, parse_json_object, success
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings, get_settings
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fluxrelay.errors import ConflictError, IdempotencyMismatchError
+from fluxrelay.domain.errors import ConflictError, IdempotencyMismatchError
 from fluxrelay.settings import get_settings
 
 MAX_KEY_LENGTH = 255

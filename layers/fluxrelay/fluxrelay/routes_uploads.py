@@ -16,12 +16,13 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
+from fluxrelay.api.multipart import parse_multipart_file
 from fluxrelay.composition import container
-from fluxrelay.errors import InvalidRequestError
+from fluxrelay.domain.errors import InvalidRequestError
 from fluxrelay.http import base_url, envelope, once_per_key, require_owner, take_quota
-from fluxrelay.models import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
+from fluxrelay.models.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket
+from fluxrelay.models.wire import BinaryUpload, Envelope, UploadTicket, UploadTicketRequest
 from fluxrelay.observability import logger
-from fluxrelay.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, parse_multipart_file
 
 router = Router()
 

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     )
     max_output_bytes: int = Field(25 * 1024 * 1024, validation_alias="MAX_OUTPUT_BYTES")
 
-    # --- uploads and img2img by upload (issue 4) ---
+    # --- uploads and img2img by upload ---
     # Lifetime of a presigned PUT for `POST /api/v3/media/uploads`.
     upload_url_ttl_seconds: int = Field(900, validation_alias="UPLOAD_URL_TTL_SECONDS")
     # Lifetime of an upload's `download_url` (presigned GET): long enough to submit and run a job.

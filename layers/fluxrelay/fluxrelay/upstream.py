@@ -8,7 +8,7 @@ WaveSpeed told us so (429). Everything else after the request left is an `Ambigu
 
 The API key is sent in the `Authorization` header only; nothing here logs headers, and messages are
 scrubbed of the key as a last line of defence (an upstream error text could echo it).
-See /work/shared/UPSTREAM.md for the contract this follows.
+WaveSpeed's API reference: https://wavespeed.ai/docs
 """
 
 from __future__ import annotations
@@ -26,16 +26,11 @@ from typing import Any, NoReturn
 
 import httpx
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
 
-from fluxrelay.errors import (
+from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
     InvalidRequestError,
     UnauthorizedError,
@@ -45,17 +40,14 @@ from fluxrelay.errors import (
     UpstreamUnauthorizedError,
     UpstreamUnavailableError,
 )
+from fluxrelay.models.upstream import UpstreamPrediction
+from fluxrelay.models.wire import MODEL_ID
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "wavespeed-ai/flux-schnell-lora"
 MODEL_PATH = f"/api/v3/{MODEL_ID}"
 RESULT_PATH = "/api/v3/predictions/{task_id}/result"
 WEBHOOK_SECRET_PATH = "/api/v3/webhook/secret"  # noqa: S105 (a path, not a secret)
-
-COMPLETED_STATUSES = frozenset({"completed"})
-# The server enum has cancelled/timeout; the official SDK also treats deleted as terminal.
-FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
 
 WEBHOOK_SIGNATURE_VERSION = "v3"
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
@@ -66,59 +58,6 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 _TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MAX_BACKOFF_SECONDS = 30.0
 _MAX_MESSAGE_CHARS = 500
-
-
-# --- model ------------------------------------------------------------------------------------
-class UpstreamTimings(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    inference: int | float | None = None
-
-
-class UpstreamPrediction(BaseModel):
-    """WaveSpeed's prediction object (the `data` of the envelope, or a webhook body).
-
-    Lenient on purpose (extra="allow", nulls become empty values): this mirrors a third party's
-    payload, and a new upstream field must never break polling.
-    """
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    id: str
-    model: str = ""
-    outputs: list[str] = Field(default_factory=list)
-    urls: dict[str, str] = Field(default_factory=dict)
-    has_nsfw_contents: list[bool] = Field(default_factory=list)
-    status: str
-    created_at: str = ""
-    error: str = ""
-    execution_time: int | float | None = Field(None, alias="executionTime")
-    timings: UpstreamTimings | None = None
-
-    @field_validator("outputs", "has_nsfw_contents", "urls", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:
-            return {} if info.field_name == "urls" else []
-        return value
-
-    @field_validator("error", "created_at", "model", mode="before")
-    @classmethod
-    def _none_is_blank(cls, value: object) -> object:
-        return "" if value is None else value
-
-    @property
-    def is_completed(self) -> bool:
-        return self.status in COMPLETED_STATUSES
-
-    @property
-    def is_failed(self) -> bool:
-        return self.status in FAILED_STATUSES
-
-    @property
-    def is_terminal(self) -> bool:
-        # Any status we do not know (a new upstream state) means "keep polling".
-        return self.is_completed or self.is_failed
 
 
 # --- client -----------------------------------------------------------------------------------
@@ -132,7 +71,7 @@ class WaveSpeedClient:
     def __init__(
         self,
         base_url: str,
-        api_key: str | SecretStr,
+        api_key: str | SecretStr | Callable[[], str],
         *,
         http: httpx.Client | None = None,
         connect_timeout: float = 5.0,
@@ -144,8 +83,9 @@ class WaveSpeedClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
-        self._api_key = key
+        # A callable is asked once, on the first request (the key may live in Secrets Manager).
+        self._key_source = api_key
+        self._key: str | None = None
         # Timeouts are always explicit: httpx defaults to 5 s everywhere, too short for a sync
         # read and silently different from what the settings say.
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -300,6 +240,18 @@ class WaveSpeedClient:
     # -- helpers --
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+
+    @property
+    def _api_key(self) -> str:
+        if self._key is None:
+            source = self._key_source
+            if isinstance(source, SecretStr):
+                self._key = source.get_secret_value()
+            elif isinstance(source, str):
+                self._key = source
+            else:
+                self._key = source()
+        return self._key
 
     def _backoff(self, attempt: int) -> float:
         return min(self._backoff_base * (2**attempt), _MAX_BACKOFF_SECONDS)

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 import idna
 
-from fluxrelay.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
+from fluxrelay.domain.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

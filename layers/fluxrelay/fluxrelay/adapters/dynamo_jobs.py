@@ -8,16 +8,18 @@ conditional status writes use them directly.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, Unpack
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.errors import ConflictError, NotFoundError
-from fluxrelay.jobs import JobItem, JobStatus, allowed_sources, utcnow
+from fluxrelay.domain.errors import ConflictError, NotFoundError
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources, utcnow
 
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
@@ -91,7 +93,7 @@ class DynamoJobStore:
         )
         return _from_item(item) if item else None
 
-    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> JobItem | None:
+    def transition(self, job_id: str, to: JobStatus, **fields: Unpack[JobFields]) -> JobItem | None:
         sources = sorted(s.value for s in allowed_sources(to))
         if not sources:
             return None
@@ -117,7 +119,7 @@ class DynamoJobStore:
             raise
         return _from_item(out["Attributes"])
 
-    def update(self, job_id: str, **fields: Any) -> JobItem:
+    def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         names, values, sets = self._updates(fields)
         try:
             out = self._client.update_item(
@@ -135,7 +137,7 @@ class DynamoJobStore:
             raise
         return _from_item(out["Attributes"])
 
-    def claim(self, job_id: str, field: str, value: Any) -> bool:
+    def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -155,12 +157,11 @@ class DynamoJobStore:
         return True
 
     @staticmethod
-    def _updates(fields: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
-        fields = {"updated_at": utcnow(), **fields}
+    def _updates(fields: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets = []
-        for i, (name, value) in enumerate(fields.items()):
+        for i, (name, value) in enumerate({"updated_at": utcnow(), **fields}.items()):
             names[f"#f{i}"] = name
             values[f":v{i}"] = _field_attr(name, value)
             sets.append(f"#f{i} = :v{i}")

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.apikeys import ApiKeyItem, generate_key, hash_key, key_id
-from fluxrelay.errors import NotFoundError
+from fluxrelay.domain.errors import NotFoundError
 
 
 class DynamoApiKeyStore:

@@ -14,8 +14,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.errors import QuotaExceededError
-from fluxrelay.jobs import utcnow
+from fluxrelay.domain.errors import QuotaExceededError
+from fluxrelay.domain.jobs import utcnow
 
 
 class DynamoLimiter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fluxrelay.errors import OutputUnavailableError, UnsafeUrlError
+from fluxrelay.domain.errors import OutputUnavailableError, UnsafeUrlError
 from fluxrelay.urlguard import UrlPolicy, safe_stream
 
 _GONE = {403: "forbidden", 404: "not found", 410: "gone"}

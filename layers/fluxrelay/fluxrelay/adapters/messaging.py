@@ -8,6 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.models.notices import JobNotice
+from fluxrelay.models.workflow import WorkflowStart
 
 
 class SnsNotifier:
@@ -17,26 +19,29 @@ class SnsNotifier:
         self._topic = topic_arn
         self._client = client or aws_client("sns")
 
-    def publish(self, message: dict[str, Any], attributes: dict[str, str]) -> None:
+    def publish(self, notice: JobNotice) -> None:
         self._client.publish(
             TopicArn=self._topic,
-            Message=json.dumps(message),
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            Message=json.dumps(notice.model_dump(mode="json")),
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in notice.attributes().items()
+            },
         )
 
 
 class StepFunctionsWorkflow:
-    """Starts the generation state machine; the execution is named by the job id, so a second
-    start for the same job cannot create a second execution."""
+    """Starts a state machine; the execution is named by the job id, so a second start for the
+    same job cannot create a second execution."""
 
     def __init__(self, state_machine_arn: str, client: Any | None = None) -> None:
         self._arn = state_machine_arn
         self._client = client or aws_client("stepfunctions")
 
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+    def start(self, start: WorkflowStart) -> str:
+        job_id = start.job_id
         try:
             out = self._client.start_execution(
-                stateMachineArn=self._arn, name=job_id, input=json.dumps(payload)
+                stateMachineArn=self._arn, name=job_id, input=start.model_dump_json()
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":

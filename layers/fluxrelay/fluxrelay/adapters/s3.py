@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.errors import InvalidRequestError
+from fluxrelay.domain.errors import InvalidRequestError
 
 
 class _ChunkReader(io.RawIOBase):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from fluxrelay.models.wire import Prediction
 from fluxrelay.urlguard import UrlPolicy, safe_request
 
 
@@ -23,8 +23,9 @@ class StandardWebhookSender:
         self._policy = policy
         self._timeout = timeout
 
-    def deliver(self, url: str, payload: dict[str, Any], secrets: list[str], message_id: str) -> int:
-        body = json.dumps(payload, separators=(",", ":"))
+    def deliver(self, url: str, payload: Prediction, secrets: list[str], message_id: str) -> int:
+        data = payload.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body = json.dumps(data, separators=(",", ":"))
         now = datetime.now(UTC)
         headers = {
             "content-type": "application/json",

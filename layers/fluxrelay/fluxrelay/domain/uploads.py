@@ -1,6 +1,7 @@
 """Uploads and img2img from S3: upload tickets, jobs waiting for their input, operator drops.
 
-Pure domain code (no boto3): the bucket is the `UploadStore` port, the workflows are `Workflow`s.
+Pure domain code (no boto3): the bucket is the `UploadStore` port; jobs are created, moved and
+their workflows started by the `JobLifecycle`.
 
 Two ways an image becomes an img2img job, with the guarantees of an HTTP submit:
 - **Upload flow**: `img2img_ticket` validates the parameters at once, records the job in
@@ -20,35 +21,26 @@ expired jobs are notified by starting the generation workflow on the finished jo
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import hashlib
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
-from urllib.parse import unquote_plus
+from datetime import timedelta
 
 from PIL import Image
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import TypeAdapter, ValidationError
 
-from fluxrelay import images
-from fluxrelay.errors import ConflictError, InvalidRequestError, UpstreamError
-from fluxrelay.jobs import JobError, JobItem, JobStatus, new_job_id, utcnow
-from fluxrelay.models import (
+from fluxrelay.domain import images
+from fluxrelay.domain.errors import ConflictError, InvalidRequestError, UpstreamError
+from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, new_job_id
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.ports import JobStore, UploadStore
+from fluxrelay.domain.submit import SubmitService
+from fluxrelay.models.s3events import S3Object
+from fluxrelay.models.uploads import Img2ImgParameters, Img2ImgUploadRequest, Img2ImgUploadTicket
+from fluxrelay.models.wire import (
     ALLOWED_UPLOAD_CONTENT_TYPES,
-    MAX_UPLOAD_BYTES,
     BinaryUpload,
     Filename,
     GenerationRequest,
@@ -60,12 +52,9 @@ from fluxrelay.models import (
     enforce_lora_allowlist,
     parse_json_object,
 )
+from fluxrelay.models.workflow import ExpireUploadOutput
 from fluxrelay.observability import logger
-from fluxrelay.ports import JobStore, Workflow
-from fluxrelay.service import SubmitService
 from fluxrelay.settings import Settings
-
-Clock = Callable[[], datetime]
 
 IMG2IMG_PREFIX = "img2img/"
 DROPS_PREFIX = "img2img/drops/"
@@ -73,153 +62,9 @@ SIDECAR_SUFFIX = ".json"
 MAX_SIDECAR_BYTES = 64 * 1024
 # After the PUT URL has expired, an upload that started just in time may still be arriving.
 EXPIRY_GRACE_SECONDS = 300
-# Stands in for the not-yet-uploaded image while the parameters are validated, so rules that
-# need `image` (mask_image) hold; never stored, never fetched.
-_PENDING_IMAGE = "https://pending-upload.invalid/image"
 _EXTENSIONS = {ctype: images.EXTENSIONS[fmt] for fmt, ctype in images.CONTENT_TYPES.items()}
 _UPLOAD_KEY = re.compile(r"img2img/(?P<owner>[^/]+)/(?P<job_id>[0-9a-f]{32})\.(?P<ext>[a-z]+)")
 _FILENAME = TypeAdapter(Filename)
-
-
-# --------------------------------------------------------------------------- port
-class ObjectInfo(Protocol):
-    @property
-    def size(self) -> int: ...
-
-    @property
-    def content_type(self) -> str: ...
-
-
-class UploadStore(Protocol):
-    """The media bucket as the upload flows need it."""
-
-    def presigned_put(
-        self, key: str, content_type: str, content_length: int | None, expires_in: int
-    ) -> tuple[str, dict[str, str]]:
-        """A PUT URL whose signature enforces the content type (and length, when given), and
-        the exact headers the uploader must send."""
-
-    def presigned_get(self, key: str, expires_in: int) -> str: ...
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-
-    def read_head(self, key: str, length: int) -> bytes:
-        """The first `length` bytes of the object."""
-
-    def read(self, key: str, max_bytes: int) -> bytes | None:
-        """The whole object (None if missing); raises InvalidRequestError above `max_bytes`."""
-
-    def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-
-# --------------------------------------------------------------------------- request models
-def _rule_error(rule: str) -> PydanticCustomError:
-    # Same error type as fluxrelay.models' rules, so describe_validation_error prints
-    # "<field> <rule>" like every other 400.
-    return PydanticCustomError("fluxrelay_rule", "{rule}", {"rule": rule})
-
-
-class Img2ImgParameters(GenerationRequest):
-    """The submit body minus `image` (the image is the upload): img2img-by-upload and sidecars."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("image", mode="before")
-    @classmethod
-    def _no_image(cls, value: Any) -> Any:
-        if value is not None:
-            raise _rule_error("must not be given: the uploaded file is the image")
-        return value
-
-    @field_validator("mask_image")
-    @classmethod
-    def _mask_needs_image(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Overrides GenerationRequest's rule of the same name: the image comes with the upload.
-        return value
-
-    def to_generation_request(self) -> GenerationRequest:
-        """The plain submit body (image still None), validated again by GenerationRequest."""
-        data = self.model_dump(mode="json", include=set(GenerationRequest.model_fields))
-        validated = GenerationRequest.model_validate({**data, "image": _PENDING_IMAGE})
-        return validated.model_copy(update={"image": None})
-
-
-UploadContentType = Literal["image/jpeg", "image/png", "image/webp"]
-
-
-class Img2ImgUploadRequest(Img2ImgParameters):
-    """Body of `POST /api/v3/img2img/uploads`: the generation parameters, plus what will be PUT.
-
-    `content_length` is the byte size of the file (`size` already means the output "W*H"); when
-    given, the presigned PUT only accepts exactly that many bytes.
-    """
-
-    content_type: Annotated[UploadContentType, Field(description="Type of the file you will PUT.")] = (
-        "image/jpeg"
-    )
-    content_length: Annotated[int | None, Field(ge=1, le=MAX_UPLOAD_BYTES)] = Field(
-        None, description="Exact byte size of the file you will PUT (enforced by the signature)."
-    )
-
-    @field_validator("content_type", mode="wrap")
-    @classmethod
-    def _content_type_rule(cls, value: Any, handler: Any) -> Any:
-        try:
-            return handler(value)
-        except ValidationError:
-            raise _rule_error("must be one of " + ", ".join(ALLOWED_UPLOAD_CONTENT_TYPES)) from None
-
-    @field_validator("content_length", mode="wrap")
-    @classmethod
-    def _content_length_rule(cls, value: Any, handler: Any) -> Any:
-        if isinstance(value, bool) or (value is not None and not isinstance(value, int)):
-            raise _rule_error(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES}")
-        try:
-            return handler(value)
-        except ValidationError:
-            raise _rule_error(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES}") from None
-
-
-class Img2ImgUploadTicket(BaseModel):
-    """Answer of `POST /api/v3/img2img/uploads`: the job, and where to PUT its input."""
-
-    id: str
-    urls: PredictionUrls
-    status: Literal["created"] = "created"
-    upload: UploadSpec
-
-
-# --------------------------------------------------------------------------- S3 events
-@dataclass(frozen=True)
-class S3Object:
-    """One object from an S3 ObjectCreated notification."""
-
-    bucket: str
-    key: str
-    size: int = 0
-    etag: str = ""
-    version_id: str | None = None
-
-
-def s3_objects(notification: dict[str, Any]) -> list[S3Object]:
-    """The created objects of one S3 notification (an SQS message body); `s3:TestEvent` → []."""
-    found = []
-    for record in notification.get("Records", []):
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
-            continue
-        s3 = record["s3"]
-        obj = s3["object"]
-        found.append(
-            S3Object(
-                bucket=s3["bucket"]["name"],
-                # Keys arrive URL-encoded with "+" for spaces.
-                key=unquote_plus(obj["key"]),
-                size=int(obj.get("size", 0)),
-                etag=str(obj.get("eTag", "")),
-                version_id=obj.get("versionId") or None,
-            )
-        )
-    return found
 
 
 def drop_job_id(bucket: str, key: str, version: str) -> str:
@@ -232,46 +77,20 @@ def sidecar_key(key: str) -> str:
     return stem + SIDECAR_SUFFIX
 
 
-# --------------------------------------------------------------------------- multipart
-def parse_multipart_file(body: bytes, content_type: str, field_name: str = "file") -> tuple[str, bytes]:
-    """(filename, bytes) of one multipart/form-data field."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
-        raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == field_name:
-            data = part.get_payload(decode=True) or b""
-            return str(part.get_filename() or ""), bytes(data)
-    raise InvalidRequestError(f"multipart field '{field_name}' is required")
-
-
 def _random_token() -> str:
     return secrets.token_hex(8)
 
 
 # --------------------------------------------------------------------------- service
-@dataclass(frozen=True)
-class ExpireOutcome:
-    job_id: str
-    status: str
-    expired: bool
-
-
 @dataclass
 class UploadService:
     """Upload tickets, img2img jobs waiting for their upload, and the S3 events that start them."""
 
+    lifecycle: JobLifecycle
     jobs: JobStore
     submitter: SubmitService
     uploads: UploadStore
-    generation: Workflow  # the generation workflow (also the notify path of a finished job)
-    expiry: Workflow | None  # the upload-expiry timer; None = not deployed (jobs never expire)
     settings: Settings
-    clock: Clock = utcnow
     token: Callable[[], str] = field(default=_random_token)
 
     # --- plain uploads ------------------------------------------------------------------
@@ -329,6 +148,7 @@ class UploadService:
             job_id=job_id,
             input_key=key,
         )
+        # Until its upload arrives, the job's deadline is the upload window.
         job = self.jobs.update(job_id, deadline_at=job.created_at + timedelta(seconds=window))
         self._start_expiry_timer(job_id, window + EXPIRY_GRACE_SECONDS)
         # The PUT URL lives exactly as long as the window: no upload can start after it.
@@ -339,37 +159,39 @@ class UploadService:
         )
 
     def _start_expiry_timer(self, job_id: str, wait_seconds: int) -> None:
-        if self.expiry is None:
-            logger.warning("no upload-expiry state machine configured: this job never expires")
-            return
         try:
-            self.expiry.start(job_id, {"job_id": job_id, "wait_seconds": wait_seconds})
+            started = self.lifecycle.start_expiry(job_id, wait_seconds)
         except Exception:
             # Nobody has the PUT URL yet: end the job instead of leaving it waiting forever.
             error = JobError(type="internal", message="the upload could not be prepared", retryable=True)
-            self.jobs.transition(job_id, JobStatus.FAILED, error=error, finished_at=self.clock())
+            self.lifecycle.fail(job_id, error)
             raise
+        if not started:
+            logger.warning("no upload-expiry state machine configured: this job never expires")
 
-    def expire(self, job_id: str) -> ExpireOutcome:
+    def expire(self, job_id: str) -> ExpireUploadOutput:
         """The upload-expiry timer fired: a job still waiting for its upload ends as `timeout`."""
         job = self.jobs.get(job_id)
         if job is None:
-            return ExpireOutcome(job_id, "missing", expired=False)
+            return ExpireUploadOutput(job_id=job_id, status="missing", expired=False)
         if job.status is not JobStatus.WAITING_UPLOAD:
-            return ExpireOutcome(job_id, job.status.value, expired=False)
+            return ExpireUploadOutput(job_id=job_id, status=job.status.value, expired=False)
         if job.input_key and self.uploads.head(job.input_key) is not None:
             # It did arrive; its S3 event is still queued (a burst) and will start the job.
             logger.info("upload arrived, its event is still queued", extra={"job_id": job_id})
-            return ExpireOutcome(job_id, job.status.value, expired=False)
+            return ExpireUploadOutput(job_id=job_id, status=job.status.value, expired=False)
         window = self.settings.upload_window_seconds
         error = JobError(
             type="upload_timeout", message=f"upload never arrived: nothing was uploaded within {window} s"
         )
-        updated = self.jobs.transition(job_id, JobStatus.TIMEOUT, error=error, finished_at=self.clock())
-        if updated is None:  # the upload won the race
-            return ExpireOutcome(job_id, (self.jobs.get(job_id) or job).status.value, expired=False)
-        self._notify(job_id)
-        return ExpireOutcome(job_id, updated.status.value, expired=True)
+        ended = self.lifecycle.move(
+            job_id, JobStatus.TIMEOUT, error=error, finished_at=self.lifecycle.clock()
+        )
+        if ended is None:  # the upload won the race
+            current = self.jobs.get(job_id) or job
+            return ExpireUploadOutput(job_id=job_id, status=current.status.value, expired=False)
+        self.lifecycle.notify_finished(job_id)
+        return ExpireUploadOutput(job_id=job_id, status=ended.status.value, expired=True)
 
     # --- S3 events ------------------------------------------------------------------------
     def ingest(self, obj: S3Object) -> str:
@@ -431,26 +253,20 @@ class UploadService:
             raise InvalidRequestError(f"sidecar {key}: {describe_validation_error(exc)}") from None
 
     def _record_failed_drop(self, job_id: str, key: str, message: str) -> str:
-        now = self.clock()
-        job = JobItem(
-            job_id=job_id,
-            owner=self.settings.system_owner,
-            source="s3",
-            request={},
-            status=JobStatus.FAILED,
-            created_at=now,
-            updated_at=now,
-            finished_at=now,
-            error=JobError(type="invalid_input", message=message),
-            input_key=key,
-            expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
-        )
         try:
-            self.jobs.create(job)
+            self.lifecycle.create(
+                self.settings.system_owner,
+                None,
+                source="s3",
+                status=JobStatus.FAILED,
+                job_id=job_id,
+                input_key=key,
+                error=JobError(type="invalid_input", message=message),
+            )
         except ConflictError:
             return "duplicate"
         logger.info("operator drop rejected", extra={"job_id": job_id, "reason": message})
-        self._notify(job_id)
+        self.lifecycle.notify_finished(job_id)
         return "failed"
 
     def _ingest_job(self, job: JobItem, obj: S3Object) -> str:
@@ -465,8 +281,8 @@ class UploadService:
             return self._fail(job.job_id, exc.message)
         # The at-least-once dedupe: only one delivery can move the job out of waiting_upload.
         # The job's own deadline starts now; until now it was the upload window.
-        deadline = self.clock() + timedelta(seconds=self.settings.job_deadline_seconds)
-        created = self.jobs.transition(
+        deadline = self.lifecycle.clock() + timedelta(seconds=self.settings.job_deadline_seconds)
+        created = self.lifecycle.move(
             job.job_id, JobStatus.CREATED, request=request.model_dump(mode="json"), deadline_at=deadline
         )
         if created is None:
@@ -475,15 +291,13 @@ class UploadService:
             self.submitter.start(created, request)
         except UpstreamError:
             # start() recorded the job as failed; tell the caller like any other failure.
-            self._notify(job.job_id)
+            self.lifecycle.notify_finished(job.job_id)
             return "failed"
         return "started"
 
     def _resume(self, job: JobItem) -> str:
         # A previous delivery submitted upstream but died before starting the workflow.
-        wait = self.settings.first_poll_seconds(job.num_images)
-        arn = self.generation.start(job.job_id, {"job_id": job.job_id, "wait_seconds": wait})
-        self.jobs.update(job.job_id, execution_arn=arn)
+        self.lifecycle.start_generation(job, self.settings.first_poll_seconds(job.num_images))
         return "started"
 
     def _check_input(self, job: JobItem, key: str) -> GenerationRequest:
@@ -523,17 +337,14 @@ class UploadService:
 
     def _fail(self, job_id: str, message: str) -> str:
         error = JobError(type="invalid_input", message=message)
-        if self.jobs.transition(job_id, JobStatus.FAILED, error=error, finished_at=self.clock()) is None:
+        if (
+            self.lifecycle.move(job_id, JobStatus.FAILED, error=error, finished_at=self.lifecycle.clock())
+            is None
+        ):
             return "duplicate"
         logger.info("img2img input rejected", extra={"job_id": job_id, "reason": message})
-        self._notify(job_id)
+        self.lifecycle.notify_finished(job_id)
         return "failed"
-
-    def _notify(self, job_id: str) -> None:
-        # The generation workflow on a finished job: CheckResult reports the terminal status at
-        # once and the machine runs Notify (SNS + webhook with its retries). Named by the job id
-        # like every generation execution, so it can never run twice for one job.
-        self.generation.start(job_id, {"job_id": job_id, "wait_seconds": 0})
 
     @staticmethod
     def _check_size(size: int, limit: int, what: str = "size") -> None:

@@ -1,6 +1,6 @@
 """Public wire models: the WaveSpeed v3 submit body, prediction, envelope and upload shapes.
 
-One model per boundary (see /work/shared/UPSTREAM.md). The submit body is validated *strictly*
+One model per boundary (WaveSpeed v3 API). The submit body is validated *strictly*
 because the real upstream silently drops unknown fields and bills the task with defaults: a typo
 like `num_image` must be a 400 here, never a paid image the caller did not ask for.
 
@@ -41,7 +41,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from fluxrelay.errors import InvalidRequestError
+from fluxrelay.domain.errors import InvalidRequestError
 from fluxrelay.settings import UrlPolicyName, get_settings
 
 __all__ = [
@@ -426,7 +426,7 @@ class Timings(BaseModel):
 
 
 class Prediction(BaseModel):
-    """The prediction object of UPSTREAM.md (result GET, submit answer, webhook body).
+    """WaveSpeed's prediction object (result GET, submit answer, webhook body).
 
     Unknown keys are ignored, so the same model parses upstream answers (webhooks sometimes add
     `input`). `code` is only set for the sync-mode timeout shape (5004) and is omitted otherwise.

@@ -10,9 +10,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
+
+from fluxrelay.models.workflow import WebhookDelivery
 
 
 class JobStatus(StrEnum):
@@ -77,7 +79,7 @@ class OutputItem(BaseModel):
 
 class WebhookState(BaseModel):
     url: str
-    state: Literal["pending", "delivered", "retrying", "gave_up"] = "pending"
+    state: WebhookDelivery = WebhookDelivery.PENDING
     attempts: int = 0
     first_attempt_at: datetime | None = None
     last_status: int | None = None
@@ -119,3 +121,29 @@ class JobItem(BaseModel):
     @property
     def num_images(self) -> int:
         return int(self.request.get("num_images", 1))
+
+
+class JobFields(TypedDict, total=False):
+    """The fields of a `JobItem` a store write may set (everything but its id and owner)."""
+
+    source: Literal["api", "s3"]
+    request: dict[str, Any]
+    upstream_id: str | None
+    upstream_status: str | None
+    upstream_outputs: list[str]
+    nsfw: list[bool]
+    inference_ms: int | None
+    dispatched_at: datetime | None
+    submitted_at: datetime | None
+    processing_at: datetime | None
+    finished_at: datetime | None
+    deadline_at: datetime | None
+    polls: int
+    outputs: list[OutputItem]
+    error: JobError | None
+    webhook: WebhookState | None
+    sns_published: bool
+    execution_arn: str | None
+    result_url: str
+    input_key: str | None
+    expires_at: int | None

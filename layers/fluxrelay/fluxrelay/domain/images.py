@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from fluxrelay.errors import InvalidRequestError
+from fluxrelay.domain.errors import InvalidRequestError
 
 # Pillow format name -> (our format name, content type, extension)
 FORMATS: dict[str, tuple[str, str, str]] = {

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, the envelope, auth, idempotency and the WaveSpeed prediction shape."""

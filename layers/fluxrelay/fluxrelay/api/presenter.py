@@ -1,0 +1,39 @@
+"""The presenter: a job as the WaveSpeed prediction object its caller (or its webhook) sees."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from fluxrelay.domain.jobs import JobItem
+from fluxrelay.domain.ports import OutputStore
+from fluxrelay.models.wire import Prediction, PredictionUrls, Timings
+from fluxrelay.settings import Settings
+
+
+@dataclass
+class PredictionPresenter:
+    outputs: OutputStore
+    settings: Settings
+
+    def present(self, job: JobItem, *, allow_base64: bool = True) -> Prediction:
+        wants_base64 = allow_base64 and bool(job.request.get("enable_base64_output"))
+        if wants_base64:
+            urls = [base64.b64encode(self.outputs.read(o.key)).decode() for o in job.outputs]
+        else:
+            urls = [
+                self.outputs.presigned_get(o.key, self.settings.output_url_ttl_seconds) for o in job.outputs
+            ]
+        inference = job.inference_ms or 0
+        error = job.error.message if job.error else ""
+        return Prediction(
+            id=job.job_id,
+            outputs=urls,
+            urls=PredictionUrls(get=job.result_url),
+            has_nsfw_contents=[o.nsfw for o in job.outputs],
+            status=job.status.public,
+            created_at=job.created_at,
+            error=error,
+            executionTime=inference,
+            timings=Timings(inference=inference),
+        )

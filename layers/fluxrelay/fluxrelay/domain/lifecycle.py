@@ -1,0 +1,152 @@
+"""The job lifecycle: the one place that creates a job, starts its workflows and moves its status.
+
+Every use case goes through `JobLifecycle`, so a job item (its TTL, its deadline, its result URL)
+is built in one way, every status change is the conditional write of `allowed_sources`, and
+every workflow is started with the same typed input, named by the job id (a second start for
+the same job cannot create a second execution).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Unpack
+
+from fluxrelay.domain.errors import NotFoundError
+from fluxrelay.domain.jobs import (
+    JobError,
+    JobFields,
+    JobItem,
+    JobStatus,
+    OutputItem,
+    WebhookState,
+    new_job_id,
+    utcnow,
+)
+from fluxrelay.domain.ports import JobStore, Workflow
+from fluxrelay.models.wire import GenerationRequest
+from fluxrelay.models.workflow import WorkflowStart
+from fluxrelay.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class JobLifecycle:
+    """Creates jobs, starts their workflows and moves their status.
+
+    `expiry` is the upload-expiry timer; None when it is not deployed (jobs waiting for an
+    upload then never expire).
+    """
+
+    store: JobStore
+    generation: Workflow
+    settings: Settings
+    expiry: Workflow | None = None
+    clock: Clock = utcnow
+
+    # --- create -------------------------------------------------------------------------
+    def create(
+        self,
+        owner: str,
+        request: GenerationRequest | None,
+        *,
+        source: Literal["api", "s3"] = "api",
+        status: JobStatus = JobStatus.CREATED,
+        job_id: str | None = None,
+        webhook_url: str | None = None,
+        result_base_url: str = "",
+        input_key: str | None = None,
+        error: JobError | None = None,
+    ) -> JobItem:
+        """Write a new job item (ConflictError if the id exists). `request` is None only for a
+        job recorded as failed because its parameters could not be read."""
+        now = self.clock()
+        jid = job_id or new_job_id()
+        job = JobItem(
+            job_id=jid,
+            owner=owner,
+            source=source,
+            request=request.model_dump(mode="json") if request is not None else {},
+            status=status,
+            created_at=now,
+            updated_at=now,
+            finished_at=now if status.terminal else None,
+            error=error,
+            webhook=WebhookState(url=webhook_url) if webhook_url else None,
+            result_url=f"{result_base_url.rstrip('/')}/api/v3/predictions/{jid}/result"
+            if result_base_url
+            else "",
+            input_key=input_key,
+            deadline_at=None
+            if status.terminal
+            else now + timedelta(seconds=self.settings.job_deadline_seconds),
+            expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
+        )
+        self.store.create(job)
+        return job
+
+    # --- read ---------------------------------------------------------------------------
+    def load(self, job_id: str) -> JobItem:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        return job
+
+    def owned(self, owner: str, job_id: str) -> JobItem:
+        """The job if `owner` owns it; otherwise the same 404 as for an unknown id."""
+        job = self.store.get(job_id) if _looks_like_id(job_id) else None
+        if job is None or job.owner != owner:
+            raise NotFoundError("prediction not found")
+        return job
+
+    # --- move ---------------------------------------------------------------------------
+    def move(self, job_id: str, to: JobStatus, **fields: Unpack[JobFields]) -> JobItem | None:
+        """Move the job to `to` if its status allows it; None when a late or duplicate event
+        lost the race (the status is unchanged)."""
+        return self.store.transition(job_id, to, **fields)
+
+    def finish(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        error: JobError | None = None,
+        outputs: list[OutputItem] | None = None,
+    ) -> JobItem:
+        """End the job as `to` (a terminal status). Returns the job as it now is: the finished
+        one, or the job as another writer left it when it had already moved on."""
+        fields: JobFields = {"finished_at": self.clock()}
+        if error is not None:
+            fields["error"] = error
+        if outputs is not None:
+            fields["outputs"] = outputs
+        updated = self.store.transition(job_id, to, **fields)
+        return updated or self.load(job_id)
+
+    def fail(self, job_id: str, error: JobError) -> JobItem:
+        return self.finish(job_id, JobStatus.FAILED, error=error)
+
+    # --- workflows ----------------------------------------------------------------------
+    def start_generation(self, job: JobItem, wait_seconds: int) -> JobItem:
+        """Start the generation workflow (first check after `wait_seconds`) and record it."""
+        arn = self.generation.start(WorkflowStart(job_id=job.job_id, wait_seconds=wait_seconds))
+        return self.store.update(job.job_id, execution_arn=arn)
+
+    def notify_finished(self, job_id: str) -> None:
+        """Report a job that ended before its workflow ran: the generation workflow on a
+        finished job checks once, sees the terminal status and runs Notify (SNS + webhook with
+        its retries). Named by the job id, so it can never run twice for one job."""
+        self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=0))
+
+    def start_expiry(self, job_id: str, wait_seconds: int) -> bool:
+        """Start the upload-expiry timer; False when no timer is deployed."""
+        if self.expiry is None:
+            return False
+        self.expiry.start(WorkflowStart(job_id=job_id, wait_seconds=wait_seconds))
+        return True
+
+
+def _looks_like_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)

@@ -1,0 +1,112 @@
+"""Outputs: copy the upstream outputs into our bucket, checking each is the image we asked for."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fluxrelay.domain import images
+from fluxrelay.domain.errors import OutputUnavailableError
+from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.ports import OutputSource, OutputStore
+from fluxrelay.models.wire import GenerationRequest
+from fluxrelay.models.workflow import JobStatusOutput
+from fluxrelay.settings import Settings
+
+
+def output_key(job_id: str, index: int, fmt: str) -> str:
+    return f"outputs/{job_id}/{index}.{images.EXTENSIONS[fmt]}"
+
+
+@dataclass
+class OutputService:
+    lifecycle: JobLifecycle
+    outputs: OutputStore
+    sources: OutputSource
+    settings: Settings
+
+    def store_outputs(self, job_id: str) -> JobStatusOutput:
+        job = self.lifecycle.load(job_id)
+        if job.status.terminal:
+            return JobStatusOutput(job_id=job_id, status=job.status.value)
+        request = GenerationRequest.model_validate(job.request)
+        stored: list[OutputItem] = []
+        try:
+            if not job.upstream_outputs:
+                raise OutputUnavailableError("the upstream reported completion but returned no outputs")
+            for index, source in enumerate(job.upstream_outputs):
+                nsfw = job.nsfw[index] if index < len(job.nsfw) else False
+                stored.append(self._copy(job, request, index, source, nsfw))
+        except OutputUnavailableError as exc:
+            failed = self.lifecycle.fail(job_id, JobError(type="output_unavailable", message=exc.message))
+            return JobStatusOutput(job_id=job_id, status=failed.status.value)
+        done = self.lifecycle.finish(job_id, JobStatus.COMPLETED, outputs=stored)
+        return JobStatusOutput(job_id=job_id, status=done.status.value)
+
+    def _copy(
+        self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool
+    ) -> OutputItem:
+        label = f"output {index + 1} of {len(job.upstream_outputs)}"
+        if source.startswith(("https://", "http://")):
+            with self.sources.open(source) as chunks:
+                return self._check_and_put(job, request, index, chunks, label, nsfw)
+        return self._check_and_put(job, request, index, iter([_decode_base64(source, label)]), label, nsfw)
+
+    def _check_and_put(
+        self,
+        job: JobItem,
+        request: GenerationRequest,
+        index: int,
+        chunks: Iterator[bytes],
+        label: str,
+        nsfw: bool,
+    ) -> OutputItem:
+        cap = self.settings.max_output_bytes
+        head = b""
+        for chunk in chunks:  # read just enough to recognise the image, then stream the rest
+            head += chunk
+            if len(head) >= images.HEAD_BYTES:
+                break
+        try:
+            info = images.sniff(head)
+        except images.NotAnImageError as exc:
+            raise OutputUnavailableError(f"{label} is not a JPEG, PNG or WebP image") from exc
+        if info.format != request.output_format:
+            raise OutputUnavailableError(
+                f"{label} is {info.format}, but {request.output_format} was requested"
+            )
+        if not images.size_matches(info, request.width, request.height):
+            raise OutputUnavailableError(
+                f"{label} is {info.width}x{info.height}, but {request.width}x{request.height} was requested"
+            )
+
+        def capped() -> Iterator[bytes]:
+            total = len(head)
+            yield head
+            for chunk in chunks:
+                total += len(chunk)
+                if total > cap:
+                    raise OutputUnavailableError(f"{label} is larger than the {cap} byte limit")
+                yield chunk
+
+        key = output_key(job.job_id, index, info.format)
+        size = self.outputs.put_stream(key, capped(), info.content_type)
+        return OutputItem(
+            key=key,
+            content_type=info.content_type,
+            size=size,
+            width=info.width,
+            height=info.height,
+            nsfw=nsfw,
+        )
+
+
+def _decode_base64(value: str, label: str) -> bytes:
+    data = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise OutputUnavailableError(f"{label} is neither a URL nor valid base64") from exc

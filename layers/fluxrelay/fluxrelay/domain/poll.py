@@ -1,0 +1,137 @@
+"""Poll: one check of the upstream result, and where the workflow goes next."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fluxrelay.domain.dispatch import Dispatcher
+from fluxrelay.domain.errors import (
+    UnknownTaskError,
+    UpstreamError,
+    UpstreamRateLimitedError,
+    UpstreamUnavailableError,
+)
+from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, utcnow
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.ports import JobStore, Upstream
+from fluxrelay.models.wire import GenerationRequest
+from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
+from fluxrelay.observability import logger
+from fluxrelay.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class PollService:
+    """One check of the upstream result, and the wait before the next one."""
+
+    lifecycle: JobLifecycle
+    store: JobStore
+    upstream: Upstream
+    dispatcher: Dispatcher
+    settings: Settings
+    clock: Clock = utcnow
+
+    def check(self, job_id: str) -> CheckResultOutput:
+        job = self.lifecycle.load(job_id)
+        if job.status.terminal:
+            return _ended(job)
+        now = self.clock()
+        if job.deadline_at and now >= job.deadline_at:
+            return self._time_out(job)
+        if not job.upstream_id:
+            return self._dispatch_queued(job, now)
+        try:
+            result = self.upstream.get_result(job.upstream_id)
+        except UnknownTaskError:
+            error = JobError(type="upstream_task_gone", message="the upstream no longer knows this task")
+            return _ended(self.lifecycle.fail(job_id, error))
+        except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
+            # The client already retried with backoff; keep polling until the deadline instead of
+            # failing a paid job because the upstream had a bad minute.
+            logger.warning("upstream result unavailable, will poll again", extra={"reason": exc.message})
+            return self._again(job, now)
+
+        if result.is_completed:
+            if job.status is JobStatus.CREATED:
+                stored = self.lifecycle.move(
+                    job_id,
+                    JobStatus.PROCESSING,
+                    processing_at=now,
+                    upstream_status=result.status,
+                    upstream_outputs=list(result.outputs),
+                    nsfw=list(result.has_nsfw_contents),
+                    inference_ms=result.inference_ms,
+                )
+            else:
+                stored = self.store.update(
+                    job_id,
+                    upstream_status=result.status,
+                    upstream_outputs=list(result.outputs),
+                    nsfw=list(result.has_nsfw_contents),
+                    inference_ms=result.inference_ms,
+                )
+            # The job stays `processing` until StoreOutputs has copied the outputs.
+            status = (stored or job).status.public
+            return CheckResultOutput(
+                job_id=job_id, status=status, next=ResultRoute.STORE_OUTPUTS, wait_seconds=0
+            )
+        if result.is_failed:
+            message = result.error or f"the upstream task ended with status {result.status}"
+            return _ended(
+                self.lifecycle.fail(job_id, JobError(type=f"upstream_{result.status}", message=message))
+            )
+        if result.status == "processing" and job.status is JobStatus.CREATED:
+            self.lifecycle.move(
+                job_id, JobStatus.PROCESSING, processing_at=now, upstream_status=result.status
+            )
+        return self._again(job, now)
+
+    def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckResultOutput:
+        """A job waiting for an upstream slot: try to submit it now."""
+        request = GenerationRequest.model_validate(job.request)
+        try:
+            dispatched = self.dispatcher.dispatch(job, request, requeue_if_unsent=True)
+        except UpstreamError:
+            return _ended(self.lifecycle.load(job.job_id))  # the dispatcher recorded the failure
+        if dispatched.upstream_id:
+            wait = self.settings.first_poll_seconds(request.num_images)
+            return _waiting(dispatched, wait)
+        return _waiting(job, self.settings.poll_interval_seconds)
+
+    def next_wait(self, polls: int, job: JobItem, now: datetime) -> int:
+        """Exponential backoff from the poll interval, capped, and never past the deadline."""
+        wait = min(
+            self.settings.poll_interval_seconds * 2 ** max(polls - 1, 0),
+            self.settings.poll_max_interval_seconds,
+        )
+        if job.deadline_at:
+            wait = min(wait, max(0, math.ceil((job.deadline_at - now).total_seconds())))
+        return int(wait)
+
+    def _again(self, job: JobItem, now: datetime) -> CheckResultOutput:
+        polls = job.polls + 1
+        self.store.update(job.job_id, polls=polls)
+        return _waiting(job, self.next_wait(polls, job, now))
+
+    def _time_out(self, job: JobItem) -> CheckResultOutput:
+        error = JobError(
+            type="timeout", message=f"the job did not finish within {self.settings.job_deadline_seconds} s"
+        )
+        return _ended(self.lifecycle.finish(job.job_id, JobStatus.TIMEOUT, error=error))
+
+
+def _waiting(job: JobItem, wait_seconds: int) -> CheckResultOutput:
+    return CheckResultOutput(
+        job_id=job.job_id, status=job.status.public, next=ResultRoute.WAIT, wait_seconds=wait_seconds
+    )
+
+
+def _ended(job: JobItem) -> CheckResultOutput:
+    """A job that has ended (or, after a refused write, whatever it now is)."""
+    route = ResultRoute.NOTIFY if job.status.terminal else ResultRoute.WAIT
+    return CheckResultOutput(job_id=job.job_id, status=job.status.value, next=route, wait_seconds=0)

@@ -1,0 +1,137 @@
+"""Ports: what the domain needs from the outside world. Adapters implement them, the in-memory
+fakes in the tests implement them too, and one contract suite holds both to the same cases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Literal, Protocol, Unpack
+
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus
+from fluxrelay.models.notices import JobNotice
+from fluxrelay.models.upstream import UpstreamPrediction
+from fluxrelay.models.wire import Prediction
+from fluxrelay.models.workflow import WorkflowStart
+
+
+class JobStore(Protocol):
+    """Jobs in the table; every status change is conditional."""
+
+    def create(self, job: JobItem) -> None:
+        """Write a new job; raises ConflictError if the id exists."""
+
+    def get(self, job_id: str) -> JobItem | None: ...
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Unpack[JobFields]) -> JobItem | None:
+        """Move to `to` (only from `allowed_sources(to)`) and set `fields` in the same write.
+        Returns the new item, or None when the condition refused the change."""
+
+    def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
+        """Set fields without changing the status; raises NotFoundError for an unknown job."""
+
+    def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
+        """Set `field` only if it is not set yet; False when it was (a one-time marker)."""
+
+
+class SlotPool(Protocol):
+    """The global cap on concurrent upstream tasks. Both calls are idempotent per job."""
+
+    def acquire(self, job_id: str) -> bool: ...
+
+    def release(self, job_id: str) -> None: ...
+
+    def holders(self) -> list[str]:
+        """The job ids holding a slot now."""
+
+
+class Upstream(Protocol):
+    """The paid image API (WaveSpeed)."""
+
+    def submit(self, payload: Mapping[str, object], *, webhook: str | None = None) -> UpstreamPrediction: ...
+
+    def get_result(self, task_id: str) -> UpstreamPrediction: ...
+
+
+class Workflow(Protocol):
+    def start(self, start: WorkflowStart) -> str:
+        """Start an execution named by `start.job_id`; returns the execution ARN. Starting it
+        twice for one job is harmless (same name = same execution)."""
+
+
+class OutputStore(Protocol):
+    """Our bucket, as the outputs of a job need it."""
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int:
+        """Stream chunks into `key`; returns the byte count."""
+
+    def presigned_get(self, key: str, expires_in: int) -> str: ...
+
+    def read(self, key: str) -> bytes: ...
+
+
+class OutputSource(Protocol):
+    """Fetches an upstream output URL (through the SSRF guard)."""
+
+    def open(self, url: str) -> AbstractContextManager[Iterator[bytes]]: ...
+
+
+class ObjectInfo(Protocol):
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+
+class UploadStore(Protocol):
+    """The media bucket as the upload flows need it."""
+
+    def presigned_put(
+        self, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A PUT URL whose signature enforces the content type (and length, when given), and
+        the exact headers the uploader must send."""
+
+    def presigned_get(self, key: str, expires_in: int) -> str: ...
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+
+    def read_head(self, key: str, length: int) -> bytes:
+        """The first `length` bytes of the object."""
+
+    def read(self, key: str, max_bytes: int) -> bytes | None:
+        """The whole object (None if missing); raises InvalidRequestError above `max_bytes`."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class Notifier(Protocol):
+    def publish(self, notice: JobNotice) -> None:
+        """Announce a finished job (SNS); the notice's status, owner and source are also sent
+        as message attributes, for subscription filter policies."""
+
+
+class WebhookSender(Protocol):
+    def deliver(self, url: str, payload: Prediction, secrets: list[str], message_id: str) -> int:
+        """POST the signed payload; returns the HTTP status (raises on network/URL errors)."""
+
+
+class WebhookSecrets(Protocol):
+    def signing_secrets(self, owner: str) -> list[str]:
+        """The owner's secrets to sign with: the current one, plus the previous one during rotation."""
+
+    def current(self, owner: str) -> str:
+        """The owner's current secret, created on first use."""
+
+
+class Presenter(Protocol):
+    """Turns a job into the WaveSpeed prediction its caller (or its webhook) sees."""
+
+    def present(self, job: JobItem, *, allow_base64: bool = True) -> Prediction: ...
+
+
+class UrlCheck(Protocol):
+    """Raises UnsafeUrlError for a URL we must never post to (the SSRF guard)."""
+
+    def __call__(self, url: str) -> object: ...

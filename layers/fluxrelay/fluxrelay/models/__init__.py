@@ -1,0 +1,1 @@
+"""Pydantic models of every boundary: the WaveSpeed wire shapes, the workflow tasks, uploads."""
