@@ -10,6 +10,7 @@ import httpx
 from PIL import Image
 
 from fluxrelay_local.receiver import WebhookReceiver
+from tests.support.stack import Api
 
 # One image, small, PNG: the cheapest job that still proves size and format came back right.
 BODY: dict[str, Any] = {
@@ -42,6 +43,13 @@ def photo(size: tuple[int, int] = (512, 384)) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=85)
     return buf.getvalue()
+
+
+@dataclass
+class Caller(Api):
+    """An API caller and the owner its key belongs to."""
+
+    owner: str = ""
 
 
 @dataclass(frozen=True)

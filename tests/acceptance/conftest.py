@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from fluxrelay_local.receiver import WebhookReceiver
-from tests.acceptance.checks import BODY, JOB_TIMEOUT, FinishedJob, Hooks
+from tests.acceptance.checks import BODY, JOB_TIMEOUT, Caller, FinishedJob, Hooks
 from tests.acceptance.target import Target, target_from_env
-from tests.support.stack import Api
+from tests.support.stack import topic_queue
 
 DEFAULT_RECEIVER_PORT = 8765
 
@@ -53,30 +54,30 @@ def stack() -> None:
 
 
 @pytest.fixture(scope="session")
-def new_api(target: Target) -> Callable[..., Api]:
+def new_api(target: Target) -> Callable[..., Caller]:
     """`new_api(role)`: a caller with a new owner and a temporary API key (revoked at the end of
     the run). `new_api(role, fresh=False)` reuses the owner `acceptance-<role>` across runs."""
 
-    def make(role: str, *, fresh: bool = True) -> Api:
+    def make(role: str, *, fresh: bool = True) -> Caller:
         owner = target.new_owner(role) if fresh else f"acceptance-{role}"
         interval = 1.0 if target.deployed else 0.2
-        return Api(target.api_url, target.keys.create(owner), poll_interval=interval)
+        return Caller(target.api_url, target.keys.create(owner), poll_interval=interval, owner=owner)
 
     return make
 
 
 @pytest.fixture(scope="session")
-def alice(new_api: Callable[..., Api]) -> Api:
+def alice(new_api: Callable[..., Caller]) -> Caller:
     return new_api("alice")
 
 
 @pytest.fixture(scope="session")
-def bob(new_api: Callable[..., Api]) -> Api:
+def bob(new_api: Callable[..., Caller]) -> Caller:
     return new_api("bob")
 
 
 @pytest.fixture(scope="session")
-def webhook_caller(new_api: Callable[..., Api]) -> Api:
+def webhook_caller(new_api: Callable[..., Caller]) -> Caller:
     """The owner of webhook jobs. Each owner's signing secret is a Secrets Manager secret, billed
     per month on a deployed stack: one owner for every run keeps that to one secret."""
     return new_api("webhooks", fresh=False)
@@ -103,7 +104,16 @@ def hooks(target: Target) -> Iterator[Hooks]:
 
 
 @pytest.fixture(scope="session")
-def finished_job(alice: Api) -> FinishedJob:
+def alice_events(target: Target, alice: Caller) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Alice's job events on the stack's topic: a new SQS queue subscribed with a filter on her
+    owner id (deleted at the end). Subscribed before `finished_job` is submitted."""
+    sqs, sns = target.client("sqs"), target.client("sns")
+    with topic_queue(sqs, sns, target.topic_arn, {"owner": [alice.owner]}) as drain:
+        yield drain
+
+
+@pytest.fixture(scope="session")
+def finished_job(alice: Caller, alice_events: Callable[[], list[dict[str, Any]]]) -> FinishedJob:
     """One plain job of alice's, submitted with an Idempotency-Key and finished (one image)."""
     key = f"acceptance-{uuid.uuid4()}"
     response = alice.submit(BODY, headers={"Idempotency-Key": key})

@@ -5,7 +5,8 @@ table) and API keys. There are three ways to point it at one, chosen from the en
 
 - `ACCEPTANCE_STACK=<name>` (and `ACCEPTANCE_REGION`, else your AWS config): a deployed stack.
   Its CloudFormation outputs are read with your AWS credentials, and temporary API keys are
-  written to its table (then revoked).
+  written to its table (then revoked). `ACCEPTANCE_API_URL` replaces the `ApiUrl` output, e.g.
+  with your custom domain.
 - `ACCEPTANCE_STACK_JSON=<path>`: the local stack already running (`make run` writes
   `.local/stack.json`), if its API answers; otherwise one is started for the run.
 - neither: a local stack is started for the run (`python -m fluxrelay_local` in its own process,
@@ -32,7 +33,6 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-from fluxrelay_local.keys import local_target as local_key_table
 
 # The outputs of template.yaml the suite reads; `TableName` only to issue the temporary keys.
 REQUIRED_OUTPUTS = ("ApiUrl", "TableName", "BucketName", "TopicArn")
@@ -66,18 +66,31 @@ class KeyIssuer:
 
 @dataclass
 class Target:
-    """One stack to test. `deployed` is False for a local stack (the WaveSpeed stand-in, or
-    whatever upstream `make run` was given); `url_policy` is "strict" unless the local stack
-    accepts http:// webhooks on loopback."""
+    """One stack to test, and AWS clients for its account (`client`): the operator's credentials
+    for a deployed stack, the emulator for a local one. `deployed` is False for a local stack
+    (the WaveSpeed stand-in, or whatever upstream `make run` was given); `url_policy` is
+    "strict" unless the local stack accepts http:// webhooks on loopback."""
 
     description: str
     api_url: str
     bucket: str
     topic_arn: str
-    region: str
-    keys: KeyIssuer
+    table: str
     deployed: bool
+    session: boto3.session.Session = field(repr=False)
+    endpoint_url: str | None = None
     url_policy: str = "strict"
+    keys: KeyIssuer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyIssuer(DynamoApiKeyStore(self.table, client=self.client("dynamodb")))
+
+    @property
+    def region(self) -> str:
+        return str(self.session.region_name)
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url)
 
     def new_owner(self, role: str) -> str:
         """A fresh owner id, so a run never sees another run's jobs."""
@@ -106,35 +119,43 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     return outputs
 
 
-def deployed_target(stack_name: str, region: str | None = None, session: Any = None) -> Target:
+def deployed_target(
+    stack_name: str, region: str | None = None, *, api_url: str | None = None, session: Any = None
+) -> Target:
+    """A deployed stack by name; `api_url` replaces its `ApiUrl` output (a custom domain)."""
     session = session or boto3.session.Session(region_name=region or None)
     if not session.region_name:
         raise TargetError("no AWS region: pass REGION=<region> or configure a default region")
     outputs = stack_outputs(session.client("cloudformation"), stack_name)
-    store = DynamoApiKeyStore(outputs["TableName"], client=session.client("dynamodb"))
     return Target(
         description=f"deployed stack {stack_name} in {session.region_name}",
-        api_url=outputs["ApiUrl"].rstrip("/"),
+        api_url=(api_url or outputs["ApiUrl"]).rstrip("/"),
         bucket=outputs["BucketName"],
         topic_arn=outputs["TopicArn"],
-        region=session.region_name,
-        keys=KeyIssuer(store),
+        table=outputs["TableName"],
         deployed=True,
+        session=session,
     )
 
 
 # --------------------------------------------------------------------------- local stacks
-def local_target(state_file: Path, state: dict[str, Any], description: str) -> Target:
-    """A local stack from its state file (`.local/stack.json`); keys go to its emulated table."""
-    table, dynamodb = local_key_table(state_file)
+def local_target(state: dict[str, Any], description: str) -> Target:
+    """A local stack from its state (`.local/stack.json`); AWS calls go to its emulator."""
+    # moto accepts any credentials; never send real ones to it.
+    fake = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name=state["region"],
+    )
     return Target(
         description=f"{description} at {state['api_url']} (upstream: {state.get('upstream', '?')})",
         api_url=state["api_url"],
         bucket=state["bucket"],
         topic_arn=state["topic_arn"],
-        region=state["region"],
-        keys=KeyIssuer(DynamoApiKeyStore(table, client=dynamodb)),
+        table=state["table"],
         deployed=False,
+        session=fake,
+        endpoint_url=state["aws_endpoint_url"],
         url_policy=state.get("url_policy", "strict"),
     )
 
@@ -150,10 +171,9 @@ def running_state(path: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def started_local_stack(work_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def started_local_stack(work_dir: Path) -> Iterator[dict[str, Any]]:
     """`python -m fluxrelay_local` (what `make run` runs) in its own process on free ports; yields
-    its state file and state once its API answers, and stops it (SIGTERM, as Ctrl-C would)
-    afterwards."""
+    its state once its API answers, and stops it (SIGTERM, as Ctrl-C would) afterwards."""
     env = {**os.environ, "API_PORT": "0", "UPSTREAM_PORT": "0", "AWS_PORT": "0"}
     log_path = work_dir / "local-stack.log"
     with log_path.open("wb") as log:
@@ -164,9 +184,8 @@ def started_local_stack(work_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    state_file = work_dir / ".local" / "stack.json"
     try:
-        yield state_file, _wait_until_running(process, state_file, log_path)
+        yield _wait_until_running(process, work_dir / ".local" / "stack.json", log_path)
     finally:
         _stop(process)
 
@@ -205,14 +224,16 @@ def target_from_env(work_dir: Path, env: dict[str, str] | None = None) -> Iterat
     env = dict(os.environ if env is None else env)
     with contextlib.ExitStack() as cleanup:
         if env.get("ACCEPTANCE_STACK"):
-            target = deployed_target(env["ACCEPTANCE_STACK"], env.get("ACCEPTANCE_REGION"))
+            target = deployed_target(
+                env["ACCEPTANCE_STACK"], env.get("ACCEPTANCE_REGION"), api_url=env.get("ACCEPTANCE_API_URL")
+            )
         else:
-            running = Path(env["ACCEPTANCE_STACK_JSON"]) if env.get("ACCEPTANCE_STACK_JSON") else None
-            state = running_state(running) if running else None
-            if running and state:
-                target = local_target(running, state, f"the running local stack ({running})")
+            running = env.get("ACCEPTANCE_STACK_JSON")
+            state = running_state(Path(running)) if running else None
+            if state is not None:
+                target = local_target(state, f"the running local stack ({running})")
             else:
-                state_file, state = cleanup.enter_context(started_local_stack(work_dir))
-                target = local_target(state_file, state, "a local stack started for this run")
+                state = cleanup.enter_context(started_local_stack(work_dir))
+                target = local_target(state, "a local stack started for this run")
         cleanup.callback(target.keys.revoke_all)
         yield target

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -131,13 +131,19 @@ def api_for(stack: LocalStack, owner: str, **limits: Any) -> Api:
     return Api(stack.api_url, key)
 
 
+def sns_queue(stack: LocalStack) -> AbstractContextManager[Callable[[], list[dict[str, Any]]]]:
+    """An SQS queue subscribed to the local stack's job events topic; yields a function that drains it."""
+    return topic_queue(stack.client("sqs"), stack.client("sns"), stack.topic_arn)
+
+
 @contextmanager
-def sns_queue(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """An SQS queue subscribed to the job events topic; yields a function that drains it."""
-    sqs, sns = stack.client("sqs"), stack.client("sns")
+def topic_queue(
+    sqs: Any, sns: Any, topic_arn: str, filter_policy: dict[str, list[str]] | None = None
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """A new SQS queue subscribed to `topic_arn` (only messages matching `filter_policy`, on
+    message attributes), deleted afterwards; yields a function that drains it. The queue policy
+    lets the topic deliver, as real SNS requires (moto does not check it)."""
     url = sqs.create_queue(QueueName=f"sns-watch-{time.monotonic_ns()}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sub = sns.subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
     seen: list[dict[str, Any]] = []
 
     def drain() -> list[dict[str, Any]]:
@@ -146,10 +152,26 @@ def sns_queue(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]
             sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
         return seen
 
+    sub = ""
     try:
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+        }
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+        attributes = {"FilterPolicy": json.dumps(filter_policy)} if filter_policy else {}
+        sub = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)[
+            "SubscriptionArn"
+        ]
         yield drain
     finally:
-        sns.unsubscribe(SubscriptionArn=sub)
+        if sub:
+            sns.unsubscribe(SubscriptionArn=sub)
         sqs.delete_queue(QueueUrl=url)
 
 

@@ -88,9 +88,13 @@ def test_temporary_keys_go_into_the_stacks_table_and_are_all_revoked(aws: Any) -
         client=boto3.client("dynamodb", region_name=REGION),
     )
 
-    with target_from_env(
-        Path("unused"), {"ACCEPTANCE_STACK": "fluxrelay-prod", "ACCEPTANCE_REGION": REGION}
-    ) as target:
+    env = {
+        "ACCEPTANCE_STACK": "fluxrelay-prod",
+        "ACCEPTANCE_REGION": REGION,
+        "ACCEPTANCE_API_URL": "https://images.example.com/",
+    }
+    with target_from_env(Path("unused"), env) as target:
+        assert target.api_url == "https://images.example.com"  # a custom domain replaces ApiUrl
         owners = [target.new_owner("alice"), target.new_owner("alice")]
         keys = [target.keys.create(owner) for owner in owners]
         found = [store.lookup(key) for key in keys]
