@@ -12,7 +12,7 @@ help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
 	@echo "make test    - every test suite (unit, integration, e2e, acceptance)"
 	@echo "make acceptance [STACK=name REGION=region] - black-box suite against a local or deployed stack"
-	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint"
+	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint, checkov"
 	@echo "make bench   - latency/cost benchmark against a local stack"
 	@echo "make standin - only the WaveSpeed stand-in on :3001"
 
@@ -53,7 +53,7 @@ standin: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m fluxrelay_local.bench
 
-lint: $(STAMP) lint-template
+lint: $(STAMP) lint-template lint-security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -63,6 +63,6 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 -include mk/infra.mk

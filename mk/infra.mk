@@ -2,6 +2,14 @@
 VENV ?= .venv
 SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+# checkov pins dependencies of its own that clash with the dev ones: it too lives in its own venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file
+# Options that add resources, switched on for a second scan: checkov skips a resource whose
+# Condition is false with the parameter defaults, so only that scan sees them.
+CHECKOV_OPTIONS := EncryptionKey=customer-managed MediaAccessLogs=enabled
 ASL := $(wildcard statemachines/*.asl.json)
 # sam build runs the layer Makefile with the runtime's Python: find 3.13 (pyenv has it, not activated).
 ifndef PY313_BIN
@@ -12,7 +20,7 @@ SAM_PYTHON ?= $(if $(PY313_BIN),$(PY313_BIN)/python3,python3)
 DEPLOY_ARGS ?= --guided
 # $(STAMP) (the main venv's install stamp) comes from the top-level Makefile; empty when run alone.
 
-.PHONY: lint-template validate build deploy
+.PHONY: lint-template lint-security validate build deploy
 
 # cfn-lint on the template, statelint on the ASL once every ${...} is substituted
 # ("${X}" -> a Lambda ARN, bare ${X} -> a number).
@@ -25,6 +33,24 @@ lint-template: $(STAMP)
 	  if grep -n '\$${' $$tmp; then echo "unsubstituted placeholder in $$asl"; exit 1; fi; \
 	  $(VENV)/bin/statelint $$tmp && echo "statelint: $$asl OK" || exit 1; \
 	done
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+# checkov on the template as deployed by default, then with every option on. It fails on any finding
+# that is neither fixed nor skipped with a `checkov:skip=ID: reason` comment on its resource.
+lint-security: $(CHECKOV_STAMP)
+	$(CHECKOV) template.yaml
+	@tmp=$$(mktemp --suffix=.yaml); trap 'rm -f $$tmp' EXIT; cp template.yaml $$tmp; \
+	for opt in $(CHECKOV_OPTIONS); do \
+	  name=$${opt%%=*}; value=$${opt#*=}; \
+	  sed -i -E "/^  $$name:$$/,/^    Default:/s/^(    Default:).*/\1 $$value/" $$tmp; \
+	  grep -A3 -x "  $$name:" $$tmp | grep -qx "    Default: $$value" || { echo "template.yaml: no parameter $$name"; exit 1; }; \
+	done; \
+	echo "$(CHECKOV) template.yaml with $(CHECKOV_OPTIONS)"; \
+	$(CHECKOV) $$tmp
 
 # aws-sam-cli pins its own dependencies: it lives in its own venv, created on first use.
 $(SAM):
