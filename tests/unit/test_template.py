@@ -87,7 +87,9 @@ ROUTES = {
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # With EncryptionKey=customer-managed the stack's key, otherwise the service's default encryption.
-WITH_DATA_KEY = {"Fn::If": ["UsesCustomerManagedKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "AWS::NoValue"}]}
+WITH_DATA_KEY = {
+    "Fn::If": ["UsesCustomerManagedKey", {"Fn::GetAtt": ["DataKey", "Arn"]}, {"Ref": "AWS::NoValue"}]
+}
 CHECKOV_SKIP = re.compile(r"#\s*checkov:skip=(?P<id>[A-Z0-9_]+)(?::\s*(?P<reason>.*))?$")
 # Lambda's default account quota, of which AWS keeps 100 unreserved.
 ACCOUNT_CONCURRENCY = 1000
@@ -502,7 +504,8 @@ def test_every_checkov_skip_names_a_check_and_gives_its_reason_in_words() -> Non
         assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), f"line {n + 1}: {skip['id']}"
         assert len((skip["reason"] or "").split()) >= 6, f"line {n + 1}: {skip['id']} without a reason"
         # On a resource (checkov reads skips inside a resource's lines), never a section-wide one.
-        assert n > resources_at and lines[n].startswith("    #"), f"line {n + 1}: outside a resource"
+        assert n > resources_at, f"line {n + 1}: outside Resources"
+        assert lines[n].startswith("    #"), f"line {n + 1}: not inside a resource"
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
