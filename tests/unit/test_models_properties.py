@@ -69,7 +69,7 @@ def is_https_safetensors(path: str) -> bool:
 LORA_ALPHABET = st.sampled_from([*"ab09._-/:@% \n\\", "https://", ".safetensors", "..", "é"])
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(path=st.one_of(st.text(max_size=40), st.lists(LORA_ALPHABET, max_size=12).map("".join)))
 def test_random_lora_paths_validate_only_as_hf_ids_or_https_safetensors(path: str) -> None:
     if accepts({"path": path, "scale": 1.0}, Lora):
