@@ -6,7 +6,7 @@ SAM_VENV ?= .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-unit test-integration test-e2e acceptance run standin lint format bench clean
+.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run standin lint format bench clean
 
 help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
@@ -24,7 +24,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The playground's browser test drives the system's Chromium (Playwright downloads no browser
+# here): Debian's package, installed when missing (CI runs as root; others get the command).
+CHROMIUM ?= chromium
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "the playground test needs Chromium: sudo apt-get install chromium (or set CHROMIUM=/path/to/it)"; exit 1; fi; }
+
+test: $(STAMP) chromium
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
@@ -33,7 +42,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) chromium
 	$(BIN)/pytest tests/e2e
 
 # The black-box suite: against the running `make run` (.local/stack.json) or a local stack started

@@ -40,11 +40,13 @@ from fluxrelay.models.wire import (
     enforce_lora_allowlist,
 )
 from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.playground import router as playground_router
 from fluxrelay.routes_uploads import router as uploads_router
 
 app = APIGatewayHttpResolver(enable_validation=True)
 read_bodies_as_json(app)
 app.include_router(uploads_router)
+app.include_router(playground_router)
 app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"

@@ -24,6 +24,7 @@ def _usage_lines(stack: LocalStack) -> list[str]:
     )
     return [
         f"fluxrelay local stack ready: API {api}  key {key}  (AWS {stack.aws_endpoint_url}, {upstream})",
+        f"Playground: {api}/playground (paste the key above)",
         "",
         "Submit a prompt:",
         f"  curl -s -X POST {api}/api/v3/wavespeed-ai/flux-schnell-lora \\",

@@ -453,6 +453,15 @@ def test_bucket_is_private_encrypted_and_expires_by_prefix(resources: dict[str, 
     assert deny_tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_browsers_may_only_put_uploads_across_origins(resources: dict[str, Any]) -> None:
+    # The playground PUTs to presigned URLs from the API's origin: the preflight asks for PUT
+    # with a Content-Type; nothing else (GET of outputs works without CORS, as <img>).
+    (rule,) = _props(resources, "MediaBucket")["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["PUT"]
+    assert [h.lower() for h in rule["AllowedHeaders"]] == ["content-type"]
+    assert "ExposedHeaders" not in rule
+
+
 def test_img2img_uploads_reach_the_trigger_through_a_buffered_queue(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:

@@ -318,7 +318,11 @@ def _check_size(value: str) -> str:
 
 ImageSize = Annotated[
     StrictStr,
-    Field(pattern=r"^[1-9][0-9]{2,3}\*[1-9][0-9]{2,3}$"),
+    Field(
+        pattern=r"^[1-9][0-9]{2,3}\*[1-9][0-9]{2,3}$",
+        # The side bounds a pattern cannot say, for clients that build a form from the document.
+        json_schema_extra={"x-side-minimum": MIN_IMAGE_SIDE, "x-side-maximum": MAX_IMAGE_SIDE},
+    ),
     _rule(_SIZE_RULE),
     AfterValidator(_check_size),
 ]
