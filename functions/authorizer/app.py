@@ -17,8 +17,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from fluxrelay import composition
 from fluxrelay.apikeys import ApiKeyItem, hash_key
-from fluxrelay.composition import container
 from fluxrelay.observability import logger
 
 _cache: dict[str, tuple[float, ApiKeyItem | None]] = {}
@@ -28,7 +28,7 @@ def _lookup(key: str) -> ApiKeyItem | None:
     digest = hash_key(key)
     now = time.monotonic()
     hit = _cache.get(digest)
-    c = container()
+    c = composition.container()
     if hit and now - hit[0] < c.settings.authorizer_cache_seconds:
         return hit[1]
     found = c.keys.lookup(key)

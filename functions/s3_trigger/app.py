@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fluxrelay.composition import container
+from fluxrelay import composition
 from fluxrelay.models.s3events import s3_objects
 from fluxrelay.observability import logger, metrics, tracer
 
@@ -26,7 +26,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     # A body that is not JSON raises here: that message fails alone and ends in the DLQ.
     notification = json.loads(record.body)
-    service = container().uploads
+    service = composition.container().uploads
     for obj in s3_objects(notification):
         outcome = service.ingest(obj)
         logger.info("s3 object handled", extra={"key": obj.key, "outcome": outcome})

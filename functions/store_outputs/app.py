@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fluxrelay.composition import container
+from fluxrelay import composition
 from fluxrelay.models.workflow import JobTask
 from fluxrelay.observability import logger, tracer
 
@@ -15,4 +15,4 @@ from fluxrelay.observability import logger, tracer
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = JobTask.model_validate(event)
-    return container().store_outputs.store_outputs(task.job_id).model_dump(mode="json")
+    return composition.container().store_outputs.store_outputs(task.job_id).model_dump(mode="json")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from fluxrelay import composition
 from fluxrelay.apikeys import ApiKeyItem, hash_key, key_id
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.observability import logger
@@ -35,7 +36,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     def no_container() -> Any:
         raise AssertionError("a refused body reached the services (jobs, quota, upstream)")
 
-    monkeypatch.setattr(module, "container", no_container)
+    monkeypatch.setattr(composition, "container", no_container)
     return module
 
 
@@ -111,7 +112,7 @@ def test_tab_and_newline_are_allowed_in_a_prompt(api: ModuleType, monkeypatch: p
         reached.append(True)
         raise LookupError("no services in this test")
 
-    monkeypatch.setattr(api, "container", services)
+    monkeypatch.setattr(composition, "container", services)
 
     submit(api, '{"prompt": "two\\tcolumns\\nand lines"}')
 
@@ -157,7 +158,7 @@ def test_a_401_is_not_logged_under_the_previous_callers_identity(
         # No jobs at all: every result lookup is a 404.
         lifecycle = JobLifecycle(store=MemoryJobStore(), generation=RecordingWorkflow(), settings=Settings())
 
-    monkeypatch.setattr(api, "container", Container)
+    monkeypatch.setattr(composition, "container", Container)
     event = copy.deepcopy(SUBMIT_EVENT)
     path = "/api/v3/predictions/" + "0" * 32
     event.update(rawPath=path, routeKey=f"GET {path}", body=None)
@@ -191,7 +192,7 @@ def test_every_handler_starts_its_invocation_with_a_clean_log_context(
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     module = load_handler(name)
-    monkeypatch.setattr(module, "container", no_services)
+    monkeypatch.setattr(composition, "container", no_services)
     logger.append_keys(owner="previous-caller", key_id="k_previous")
     try:
         # Whatever the handler makes of an empty event, by then the old keys must be gone.
@@ -225,7 +226,7 @@ def test_a_revoked_key_works_for_at_most_the_authorizer_cache_window(
         keys = Keys()
 
     keys = Container.keys
-    monkeypatch.setattr(authorizer, "container", Container)
+    monkeypatch.setattr(composition, "container", Container)
     key = "fr_" + "k" * 43
     keys.active[key] = ApiKeyItem(key_hash=hash_key(key), key_id=key_id(key), owner="alice")
     event = {"type": "REQUEST", "headers": {"authorization": f"Bearer {key}"}}

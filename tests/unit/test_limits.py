@@ -4,19 +4,19 @@ that evaluates them, including under concurrent callers."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from fluxrelay import idempotency
 from fluxrelay.adapters.dynamo_limits import DynamoLimiter
 from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
+from fluxrelay.api.idempotency import Idempotency, IdempotentOutcome
 from fluxrelay.domain.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
-from fluxrelay.settings import get_settings
 from tests.unit.conftest import TABLE
 
 T0 = datetime(2026, 3, 1, 12, 30, 45, tzinfo=UTC)
@@ -167,66 +167,69 @@ def test_concurrent_acquires_never_exceed_the_cap(dynamodb: Any) -> None:
 
 
 # --------------------------------------------------------------------------- idempotency
+class JobOutcome(IdempotentOutcome):
+    job_id: str
+
+
 @pytest.fixture
-def idempotent(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TABLE_NAME", TABLE)
+def idem(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Idempotency:
     monkeypatch.delenv("POWERTOOLS_IDEMPOTENCY_DISABLED", raising=False)
-    caches = (get_settings, idempotency._config, idempotency._runner)
-    for cache in caches:
-        cache.cache_clear()
-    yield
-    for cache in caches:
-        cache.cache_clear()
+    return Idempotency(TABLE, ttl_seconds=3600)
+
+
+def run_once(idem: Idempotency, owner: str, key: str, payload: dict[str, Any], work: Any) -> tuple[str, bool]:
+    outcome = idem.run_once(owner, key, payload, work, JobOutcome)
+    return outcome.job_id, outcome.replayed
 
 
 class Work:
-    def __init__(self, outcome: dict[str, Any] | None = None) -> None:
+    def __init__(self, job_id: str = "j1") -> None:
         self.calls = 0
-        self.outcome = outcome or {"job_id": "j1"}
+        self.job_id = job_id
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> JobOutcome:
         self.calls += 1
-        return dict(self.outcome)
+        return JobOutcome(job_id=self.job_id)
 
 
-def test_same_key_and_payload_runs_once_and_replays(idempotent: None) -> None:
+def test_same_key_and_payload_runs_once_and_replays(idem: Idempotency) -> None:
     work = Work()
-    first = idempotency.run_once("alice", "key-1", {"body": {"prompt": "x"}}, work)
-    again = idempotency.run_once("alice", "key-1", {"body": {"prompt": "x"}}, work)
+    first = run_once(idem, "alice", "key-1", {"body": {"prompt": "x"}}, work)
+    again = run_once(idem, "alice", "key-1", {"body": {"prompt": "x"}}, work)
 
-    assert first == ({"job_id": "j1"}, False)
-    assert again == ({"job_id": "j1"}, True)
+    assert first == ("j1", False)
+    assert again == ("j1", True)
     assert work.calls == 1
 
 
-def test_same_key_with_another_payload_is_a_mismatch(idempotent: None) -> None:
+def test_same_key_with_another_payload_is_a_mismatch(idem: Idempotency) -> None:
     work = Work()
-    idempotency.run_once("alice", "key-1", {"body": {"prompt": "x"}}, work)
+    run_once(idem, "alice", "key-1", {"body": {"prompt": "x"}}, work)
     with pytest.raises(IdempotencyMismatchError) as refused:
-        idempotency.run_once("alice", "key-1", {"body": {"prompt": "y"}}, work)
+        run_once(idem, "alice", "key-1", {"body": {"prompt": "y"}}, work)
     assert refused.value.http_status == 422
     assert work.calls == 1
 
 
-def test_keys_are_scoped_per_owner(idempotent: None) -> None:
-    alice, bob = Work({"job_id": "a"}), Work({"job_id": "b"})
-    assert idempotency.run_once("alice", "shared", {"body": {}}, alice) == ({"job_id": "a"}, False)
-    assert idempotency.run_once("bob", "shared", {"body": {}}, bob) == ({"job_id": "b"}, False)
-    assert idempotency.run_once("bob", "shared", {"body": {}}, bob) == ({"job_id": "b"}, True)
+def test_keys_are_scoped_per_owner(idem: Idempotency) -> None:
+    alice, bob = Work("a"), Work("b")
+    assert run_once(idem, "alice", "shared", {"body": {}}, alice) == ("a", False)
+    assert run_once(idem, "bob", "shared", {"body": {}}, bob) == ("b", False)
+    assert run_once(idem, "bob", "shared", {"body": {}}, bob) == ("b", True)
     assert (alice.calls, bob.calls) == (1, 1)
 
 
-def test_a_duplicate_while_the_first_is_in_flight_is_a_conflict_with_retry_after(idempotent: None) -> None:
+def test_a_duplicate_while_the_first_is_in_flight_is_a_conflict_with_retry_after(idem: Idempotency) -> None:
     seen: list[BaseException] = []
 
-    def work() -> dict[str, Any]:
+    def work() -> JobOutcome:
         try:
-            idempotency.run_once("alice", "key-1", {"body": {}}, Work())
+            run_once(idem, "alice", "key-1", {"body": {}}, Work())
         except ConflictError as exc:
             seen.append(exc)
-        return {"job_id": "j1"}
+        return JobOutcome(job_id="j1")
 
-    idempotency.run_once("alice", "key-1", {"body": {}}, work)
+    run_once(idem, "alice", "key-1", {"body": {}}, work)
 
     assert len(seen) == 1
     conflict = seen[0]
@@ -235,30 +238,31 @@ def test_a_duplicate_while_the_first_is_in_flight_is_a_conflict_with_retry_after
     assert (conflict.retry_after or 0) > 0
 
 
-def test_an_error_is_not_remembered_so_a_retry_runs_again(idempotent: None) -> None:
+def test_an_error_is_not_remembered_so_a_retry_runs_again(idem: Idempotency) -> None:
     calls = 0
 
-    def flaky() -> dict[str, Any]:
+    def flaky() -> JobOutcome:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise QuotaExceededError("rate limited", retry_after=1)
-        return {"job_id": "j2"}
+        return JobOutcome(job_id="j2")
 
     with pytest.raises(QuotaExceededError):
-        idempotency.run_once("alice", "key-1", {"body": {}}, flaky)
-    assert idempotency.run_once("alice", "key-1", {"body": {}}, flaky) == ({"job_id": "j2"}, False)
+        run_once(idem, "alice", "key-1", {"body": {}}, flaky)
+    assert run_once(idem, "alice", "key-1", {"body": {}}, flaky) == ("j2", False)
     assert calls == 2
 
 
-def test_records_expire_after_the_configured_window(
-    idempotent: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("IDEMPOTENCY_TTL_SECONDS", "120")
-    get_settings.cache_clear()
-    idempotency._config.cache_clear()
-    idempotency._runner.cache_clear()
-    idempotency.run_once("alice", "key-1", {"body": {}}, Work())
+def test_the_replay_marker_is_never_stored(idem: Idempotency) -> None:
+    run_once(idem, "alice", "key-1", {"body": {}}, Work())
+    (record,) = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
+    assert json.loads(record["data"]["S"]) == {"job_id": "j1"}
+
+
+def test_records_expire_after_the_configured_window(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_IDEMPOTENCY_DISABLED", raising=False)
+    run_once(Idempotency(TABLE, ttl_seconds=120), "alice", "key-1", {"body": {}}, Work())
 
     items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
     assert len(items) == 1

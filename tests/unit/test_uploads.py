@@ -18,23 +18,23 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import boto3
 import pytest
 import requests
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from moto import mock_aws
 from PIL import Image
 
-import fluxrelay.routes_uploads as routes_uploads
+from fluxrelay import composition
 from fluxrelay.adapters.s3 import S3UploadStore
+from fluxrelay.api.app import create_app
+from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.domain.dispatch import Dispatcher
-from fluxrelay.domain.errors import FluxRelayError, InvalidRequestError, UpstreamRejectedError
+from fluxrelay.domain.errors import InvalidRequestError, UpstreamRejectedError
 from fluxrelay.domain.jobs import JobStatus
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.submit import SubmitService
 from fluxrelay.domain.uploads import EXPIRY_GRACE_SECONDS, UploadService, drop_job_id
-from fluxrelay.http import error_response, from_error, read_bodies_as_json
 from fluxrelay.models.s3events import S3Object, s3_objects
 from fluxrelay.models.uploads import Img2ImgUploadRequest
-from fluxrelay.models.wire import UploadTicketRequest, describe_errors
+from fluxrelay.models.wire import UploadTicketRequest
 from fluxrelay.settings import Settings
 from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 from tests.fakes.uploads import CountingUpstream, FailingWorkflow, MemoryUploadStore
@@ -234,23 +234,14 @@ class FakeContainer:
         self.uploads = w.service
         self.settings = w.settings
         self.limiter = UnlimitedLimiter()
+        # Never reached without an Idempotency-Key header, which these tests do not send.
+        self.idempotency = Idempotency("unused", 60, client=boto3.client("dynamodb", region_name="us-east-1"))
 
 
 def api(w: World, monkeypatch: pytest.MonkeyPatch) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
-    read_bodies_as_json(app)
-    app.include_router(routes_uploads.router)
-
-    @app.exception_handler(RequestValidationError)
-    def on_validation_error(exc: RequestValidationError) -> Response:
-        return error_response(400, describe_errors(exc.errors()))
-
-    @app.exception_handler(FluxRelayError)
-    def on_domain_error(exc: FluxRelayError) -> Response:
-        return from_error(exc)
-
-    monkeypatch.setattr(routes_uploads, "container", lambda: FakeContainer(w))
-    return app
+    """The real API app, on the in-memory services of `w`."""
+    monkeypatch.setattr(composition, "container", lambda: FakeContainer(w))
+    return create_app()
 
 
 def http_event(
@@ -687,7 +678,7 @@ def test_trigger_handler_reports_only_the_poison_message_as_failed(monkeypatch: 
     poison["body"] = "this is not an S3 notification"
     event["Records"].insert(1, poison)
     trigger = load_handler("s3_trigger")
-    monkeypatch.setattr(trigger, "container", lambda: FakeContainer(w))
+    monkeypatch.setattr(composition, "container", lambda: FakeContainer(w))
 
     result = trigger.handler(event, Ctx(function_name="s3_trigger"))
 
@@ -701,7 +692,7 @@ def test_expire_upload_handler_returns_the_outcome(monkeypatch: pytest.MonkeyPat
     w = world()
     ticket = img2img_ticket(w)
     expire = load_handler("expire_upload")
-    monkeypatch.setattr(expire, "container", lambda: FakeContainer(w))
+    monkeypatch.setattr(composition, "container", lambda: FakeContainer(w))
 
     out = expire.handler({"job_id": ticket.id}, Ctx(function_name="expire_upload"))
 

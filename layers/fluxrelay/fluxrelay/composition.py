@@ -18,6 +18,7 @@ from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
 from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
+from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.fail import FailService
@@ -51,6 +52,10 @@ class Container:
     @cached_property
     def keys(self) -> DynamoApiKeyStore:
         return DynamoApiKeyStore(self.settings.table_name)
+
+    @cached_property
+    def idempotency(self) -> Idempotency:
+        return Idempotency(self.settings.table_name, self.settings.idempotency_ttl_seconds)
 
     @cached_property
     def limiter(self) -> DynamoLimiter:
@@ -190,9 +195,6 @@ def reset() -> None:
     within one process; a Lambda container never needs it."""
     from aws_lambda_powertools.utilities import parameters
 
-    from fluxrelay import idempotency
-
     get_settings.cache_clear()
     container.cache_clear()
-    idempotency.reset()
     parameters.clear_caches()

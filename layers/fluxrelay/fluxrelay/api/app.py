@@ -1,0 +1,99 @@
+"""The API resolver: every route, the request reading and every exception handler, in one place.
+
+`create_app()` builds the Powertools resolver with `enable_validation=True`, so the OpenAPI
+document comes from the same models that validate, includes one router per resource, and maps
+every error to the WaveSpeed envelope: a caller never sees a stack trace or Powertools' own shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from fluxrelay.api.bodies import read_bodies_as_json
+from fluxrelay.api.envelope import envelope, error_response, from_error
+from fluxrelay.api.routes import predictions, uploads, webhooks
+from fluxrelay.domain.errors import FluxRelayError
+from fluxrelay.models.wire import Envelope, describe_errors
+from fluxrelay.observability import logger
+from fluxrelay.playground import router as playground_router
+
+
+@lru_cache(maxsize=1)
+def create_app() -> APIGatewayHttpResolver:
+    """The resolver of this process. Built once: the routers are module-level (the Powertools
+    way), and a router answers `current_event` through the last resolver that included it."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    read_bodies_as_json(app)
+    for router in (predictions.router, uploads.router, webhooks.router, playground_router):
+        app.include_router(router)
+    app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
+
+    @app.get("/health")
+    def health() -> Response[Envelope[dict[str, str]]]:
+        return envelope({"status": "ok"})
+
+    @app.get("/openapi.json")
+    def openapi() -> Response[dict[str, Any]]:
+        return Response(
+            status_code=200,
+            content_type="application/json",
+            # A dict, not the JSON text: the route's response model (a dict) is validated.
+            body=json.loads(app.get_openapi_json_schema(title="fluxrelay")),
+        )
+
+    _handle_errors(app)
+    return app
+
+
+def _handle_errors(app: APIGatewayHttpResolver) -> None:
+    """Every answer is the envelope."""
+
+    @app.exception_handler(RequestValidationError)
+    def on_validation_error(exc: RequestValidationError) -> Response:
+        return error_response(400, describe_errors(exc.errors()))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def on_unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+        # A body sent as text/plain, form data, ...: the caller's mistake, not a 500.
+        return error_response(415, "send the request body as JSON with 'Content-Type: application/json'")
+
+    @app.exception_handler(UnicodeDecodeError)
+    def on_undecodable_body(_: UnicodeDecodeError) -> Response:
+        # Powertools decodes the body as UTF-8 before parsing it as JSON.
+        return error_response(400, "the body must be UTF-8 encoded JSON")
+
+    @app.exception_handler(ValueError)
+    def on_value_error(exc: ValueError) -> Response:
+        # Powertools' multipart parser raises a bare ValueError for a malformed multipart body
+        # (e.g. no boundary): the caller's mistake. Any other ValueError is ours: the generic 500.
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        if frame is not None and frame.tb_frame.f_code.co_name.startswith("_parse_multipart"):
+            return error_response(400, f"the multipart body could not be read: {exc}")
+        return on_unexpected(exc)
+
+    @app.exception_handler(FluxRelayError)
+    def on_domain_error(exc: FluxRelayError) -> Response:
+        log = logger.warning if exc.http_status >= 500 else logger.info
+        log("request refused", extra={"error_type": type(exc).__name__, "status": exc.http_status})
+        return from_error(exc)
+
+    @app.not_found
+    def on_not_found(_: RouteNotFound) -> Response:
+        return error_response(404, "no such route")
+
+    @app.exception_handler(Exception)
+    def on_unexpected(exc: Exception) -> Response:
+        # A true boundary: whatever went wrong, the caller gets the envelope, never a stack trace.
+        logger.exception("unhandled error")
+        return error_response(500, "internal error; the request was not completed")

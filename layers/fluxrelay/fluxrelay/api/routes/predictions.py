@@ -1,0 +1,108 @@
+"""Predictions: submit (async or sync mode), and the result of a job.
+
+No `from __future__ import annotations` here: Powertools reads the route signatures through
+`tracer.capture_method`'s wrapper, whose globals cannot resolve string annotations.
+"""
+
+import time
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import BaseModel
+
+from fluxrelay import composition
+from fluxrelay.api.auth import base_url, http_event, require_owner, take_quota
+from fluxrelay.api.envelope import envelope, error_response
+from fluxrelay.api.idempotency import IdempotentOutcome
+from fluxrelay.domain.errors import FluxRelayError
+from fluxrelay.domain.jobs import JobItem
+from fluxrelay.models.wire import Envelope, GenerationRequest, Prediction, enforce_lora_allowlist
+from fluxrelay.observability import logger, metrics, tracer
+
+SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
+_SYNC_POLL_SECONDS = 0.5
+
+router = Router()
+
+
+class RefusedSubmit(BaseModel):
+    status: int
+    message: str
+
+
+class SubmitOutcome(IdempotentOutcome):
+    """What an `Idempotency-Key` stores for a submit: the job, or the final refusal."""
+
+    job_id: str | None = None
+    error: RefusedSubmit | None = None
+
+
+def _present(job: JobItem, headers: dict[str, str] | None = None) -> Response:
+    return envelope(composition.container().presenter.present(job), headers=headers)
+
+
+@router.post(SUBMIT_PATH)
+@tracer.capture_method
+def submit(
+    request: Annotated[GenerationRequest, Body()],
+    webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
+) -> Response[Envelope[Prediction]]:
+    event = http_event(router)
+    owner = require_owner(event)
+    c = composition.container()
+    request = enforce_lora_allowlist(request, c.settings.lora_allowlist)
+
+    def work() -> SubmitOutcome:
+        take_quota(event, c.limiter, c.settings, request.num_images)
+        try:
+            job = c.submit.submit(
+                owner, request, webhook_url=webhook, result_base_url=base_url(event, c.settings)
+            )
+        except FluxRelayError as exc:
+            if exc.retryable or exc.http_status == 429:
+                raise  # nothing was created upstream: a retry with the same key may go ahead
+            return SubmitOutcome(error=RefusedSubmit(status=exc.http_status, message=exc.message))
+        return SubmitOutcome(job_id=job.job_id)
+
+    payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
+    outcome, headers = c.idempotency.once_per_key(
+        event.headers, router.lambda_context, owner, "submit", payload, work, SubmitOutcome
+    )
+    if outcome.job_id is None:
+        refused = outcome.error or RefusedSubmit(status=500, message="internal error")
+        return error_response(refused.status, refused.message, headers=headers)
+    job = c.lifecycle.owned(owner, outcome.job_id)
+    logger.set_correlation_id(job.job_id)
+    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    if request.enable_sync_mode:
+        return _wait_for(job, headers)
+    return _present(job, headers=headers)
+
+
+def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
+    """Sync mode: wait below the API Gateway limit, then answer the final prediction or the
+    WaveSpeed 5004 `processing` shape (the job goes on; the caller polls `urls.get`)."""
+    c = composition.container()
+    deadline = time.monotonic() + c.settings.sync_wait_seconds
+    while not job.status.terminal and time.monotonic() < deadline:
+        time.sleep(_SYNC_POLL_SECONDS)
+        job = c.jobs.get(job.job_id) or job
+    if job.status.terminal:
+        return _present(job, headers)
+    prediction = c.presenter.present(job)
+    prediction.status = "processing"
+    prediction.code = 5004
+    prediction.error = "Sync mode timed out; the task keeps running, poll urls.get for the result"
+    return envelope(prediction, headers=headers)
+
+
+@router.get("/api/v3/predictions/<job_id>/result")
+def get_result(job_id: str) -> Response[Envelope[Prediction]]:
+    return _present(composition.container().lifecycle.owned(require_owner(http_event(router)), job_id))
+
+
+@router.get("/api/v3/predictions/<job_id>")
+def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
+    return _present(composition.container().lifecycle.owned(require_owner(http_event(router)), job_id))
