@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.api.app import create_app
+from fluxrelay.metering import metered
 from fluxrelay.observability import logger, metrics, tracer
 
 app = create_app()
@@ -16,5 +17,6 @@ app = create_app()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@metered()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

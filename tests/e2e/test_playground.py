@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 
 TIMEOUT_MS = 30_000
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
+# Assertions wait as long as actions (a loaded CI machine runs jobs slowly); 5 s by default.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")

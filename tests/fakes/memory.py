@@ -10,6 +10,7 @@ from typing import Any, Literal, Unpack
 
 from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.wire import Prediction
 from fluxrelay.models.workflow import WorkflowStart
@@ -56,6 +57,15 @@ class MemoryJobStore:
             self.items[job_id] = self.items[job_id].model_copy(update=fields)
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
+
+    def add_usage(self, job_id: str, usage: JobUsage) -> None:
+        with self._lock:
+            job = self.items.get(job_id)
+            if job is None:
+                return
+            total = {name: value + getattr(usage, name) for name, value in job.usage.model_dump().items()}
+            self.items[job_id] = job.model_copy(update={"usage": JobUsage(**total)})
+            self.writes += 1
 
 
 class MemoryOutputStore:

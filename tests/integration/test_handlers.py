@@ -22,6 +22,7 @@ from fluxrelay.composition import container
 from fluxrelay.domain.errors import JobStateError
 from fluxrelay.domain.jobs import JobItem, JobStatus, WebhookState, new_job_id
 from fluxrelay.models.wire import GenerationRequest
+from fluxrelay.models.workflow import TASK_TRANSITIONS
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import WebhookReceiver, job_item, sns_events_for, sns_queue, wait_for
 
@@ -127,13 +128,23 @@ def test_authorizer_resolves_a_key_to_its_owner_and_never_denies(stack: LocalSta
 
 
 # --------------------------------------------------------------------------- never backwards
+def assert_unchanged_but_metered(before: Any, after: Any, task: str) -> None:
+    """Nothing changed on the job but its cost: one more invocation of `task`."""
+    usage = {k for k in (before or {}).keys() | (after or {}).keys() if k.startswith("usage_")}
+    assert {k: v for k, v in after.items() if k not in usage} == {
+        k: v for k, v in before.items() if k not in usage
+    }
+    assert after["usage_lambda_invocations"] == before["usage_lambda_invocations"] + 1
+    assert after["usage_state_transitions"] == before["usage_state_transitions"] + TASK_TRANSITIONS[task]
+
+
 def test_check_result_on_a_completed_job_changes_nothing(stack: LocalStack, completed_job_id: str) -> None:
     before = job_item(stack, completed_job_id)
 
     out = stack.invoke("CheckResultFunction", event("check_result", job_id=completed_job_id))
 
     assert out == {"job_id": completed_job_id, "status": "completed", "next": "notify", "wait_seconds": 0}
-    assert job_item(stack, completed_job_id) == before
+    assert_unchanged_but_metered(before, job_item(stack, completed_job_id), "CheckResult")
 
 
 def test_mark_failed_on_a_completed_job_changes_nothing(stack: LocalStack, completed_job_id: str) -> None:
@@ -142,7 +153,7 @@ def test_mark_failed_on_a_completed_job_changes_nothing(stack: LocalStack, compl
     out = stack.invoke("MarkFailedFunction", event("mark_failed", job_id=completed_job_id))
 
     assert out == {"job_id": completed_job_id, "status": "completed"}
-    assert job_item(stack, completed_job_id) == before
+    assert_unchanged_but_metered(before, job_item(stack, completed_job_id), "MarkFailed")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ import pytest
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem, new_job_id
+from fluxrelay.domain.ports import JobStore
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.wire import GenerationRequest
+from tests.fakes.memory import MemoryJobStore
 from tests.unit.conftest import TABLE
 
 
@@ -51,3 +54,28 @@ def test_claim_sets_a_marker_only_once(store: DynamoJobStore) -> None:
     assert store.claim(item.job_id, "dispatched_at", item.created_at) is False
     store.update(item.job_id, dispatched_at=None)  # cleared: a requeued job may claim again
     assert store.claim(item.job_id, "dispatched_at", item.created_at) is True
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def any_store(request: pytest.FixtureRequest) -> JobStore:
+    """The real adapter and the fake, held to the same cases."""
+    if request.param == "memory":
+        return MemoryJobStore()
+    return DynamoJobStore(TABLE, client=request.getfixturevalue("dynamodb"))
+
+
+def test_usage_is_only_ever_added_to_and_survives_status_writes(any_store: JobStore) -> None:
+    item = job()
+    any_store.create(item)
+
+    any_store.add_usage(item.job_id, JobUsage(lambda_invocations=1, lambda_ms=40, lambda_mb_ms=40 * 512))
+    any_store.transition(item.job_id, JobStatus.PROCESSING, polls=1)
+    any_store.add_usage(item.job_id, JobUsage(lambda_invocations=1, lambda_ms=2, state_transitions=3))
+    any_store.add_usage(item.job_id, JobUsage())  # nothing to add: no write needed
+    unknown = new_job_id()
+    any_store.add_usage(unknown, JobUsage(lambda_invocations=1))
+
+    assert any_store.get(unknown) is None
+    assert any_store.get(item.job_id).usage == JobUsage(
+        state_transitions=3, lambda_invocations=2, lambda_ms=42, lambda_mb_ms=40 * 512
+    )

@@ -347,3 +347,29 @@ def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states:
     assert entered.count("WaitBeforeRedelivery") == 2
     assert entered.count("Notify") == 3
     assert entered[-1] == "Done"
+
+
+def test_task_transitions_add_up_to_the_states_every_run_enters(
+    states: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    # Every run from StartAt to the end (each state entered at most twice, so every loop is taken)
+    # enters exactly as many states as its task invocations stand for. A task that fails for
+    # good (a Catch edge) is counted as if it had finished: one state too many, an estimate.
+    from fluxrelay.models.workflow import TASK_TRANSITIONS
+
+    assert set(TASK_TRANSITIONS) == {name for name, state in states.items() if state["Type"] == "Task"}
+    runs: list[list[str]] = []
+
+    def walk(path: list[str]) -> None:
+        state = states[path[-1]]
+        targets = [target for kind, target in _successors(state) if kind != "catch"]
+        if not targets:
+            runs.append(path)
+        for target in targets:
+            if path.count(target) < 2:
+                walk([*path, target])
+
+    walk([asl["StartAt"]])
+    assert len(runs) > 3
+    for run in runs:
+        assert len(run) == sum(TASK_TRANSITIONS.get(name, 0) for name in run), run

@@ -64,6 +64,7 @@ PARAMETER_ENV = {
     "WebhookRetryBaseSeconds": "WEBHOOK_RETRY_BASE_SECONDS",
     "UrlPolicy": "FLUXRELAY_URL_POLICY",
     "LoraAllowlist": "LORA_ALLOWLIST",
+    "CostPrices": "COST_PRICES",
     "LogLevel": "POWERTOOLS_LOG_LEVEL",
     "MaxConcurrentUpstreamTasks": "MAX_CONCURRENT_UPSTREAM_TASKS",
     "DefaultRequestsPerMinute": "DEFAULT_REQUESTS_PER_MINUTE",

@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fluxrelay.domain.usage import PriceTable
+
 
 class UrlPolicyName(StrEnum):
     # strict: https only, public addresses only (every deployed stack).
@@ -103,6 +105,8 @@ class Settings(BaseSettings):
     system_owner: str = Field("system", validation_alias="SYSTEM_OWNER")
     # The upload-expiry state machine (Wait the window, then expire_upload); empty = no timer.
     upload_expiry_state_machine_arn: str = Field("", validation_alias="UPLOAD_EXPIRY_STATE_MACHINE_ARN")
+    # The list prices behind each prediction's `metrics.estimated_cost_usd` (JSON overrides).
+    cost_prices: PriceTable = Field(default_factory=PriceTable, validation_alias="COST_PRICES")
 
     def first_poll_seconds(self, num_images: int) -> int:
         """The wait before a submitted job's first result check: its expected inference time."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import ConflictError, NotFoundError
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources, utcnow
+from fluxrelay.domain.usage import JobUsage
 
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
@@ -48,8 +49,15 @@ def _to_attr(value: Any) -> dict[str, Any]:
     return _SER.serialize(plain)
 
 
+# The usage counters are top-level attributes (usage_<counter>): DynamoDB's ADD creates a missing
+# number attribute, but not one inside a map that an older item does not have.
+_USAGE_PREFIX = "usage_"
+
+
 def _from_item(item: dict[str, Any]) -> JobItem:
     data = {k: _DES.deserialize(v) for k, v in item.items() if k != "pk"}
+    counters = [k for k in data if k.startswith(_USAGE_PREFIX)]
+    data["usage"] = {k.removeprefix(_USAGE_PREFIX): data.pop(k) for k in counters}
     for name in _JSON_TEXT_FIELDS & data.keys():
         if isinstance(data[name], str):
             data[name] = json.loads(data[name])
@@ -75,9 +83,11 @@ class DynamoJobStore:
 
     def create(self, job: JobItem) -> None:
         item = {"pk": {"S": f"JOB#{job.job_id}"}}
-        for name, value in job.model_dump(mode="json").items():
+        for name, value in job.model_dump(mode="json", exclude={"usage"}).items():
             if value is not None:
                 item[name] = _field_attr(name, value)
+        for name, value in job.usage.nonzero().items():
+            item[_USAGE_PREFIX + name] = {"N": str(value)}
         try:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
@@ -155,6 +165,25 @@ class DynamoJobStore:
                 return False
             raise
         return True
+
+    def add_usage(self, job_id: str, usage: JobUsage) -> None:
+        counters = usage.nonzero()
+        if not counters:
+            return
+        names = {f"#u{i}": _USAGE_PREFIX + name for i, name in enumerate(counters)}
+        values = {f":u{i}": {"N": str(value)} for i, value in enumerate(counters.values())}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="ADD " + ", ".join(f"#u{i} :u{i}" for i in range(len(counters))),
+                ConditionExpression="attribute_exists(pk)",  # never a stub item for an unknown id
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     @staticmethod
     def _updates(fields: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Any], list[str]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
-from fluxrelay.models.wire import Prediction, PredictionUrls, Timings
+from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings
 from fluxrelay.settings import Settings
 
 
@@ -16,7 +16,7 @@ class PredictionPresenter:
     outputs: OutputStore
     settings: Settings
 
-    def present(self, job: JobItem, *, allow_base64: bool = True) -> Prediction:
+    def present(self, job: JobItem, *, allow_base64: bool = True, with_metrics: bool = False) -> Prediction:
         wants_base64 = allow_base64 and bool(job.request.get("enable_base64_output"))
         if wants_base64:
             urls = [base64.b64encode(self.outputs.read(o.key)).decode() for o in job.outputs]
@@ -36,4 +36,22 @@ class PredictionPresenter:
             error=error,
             executionTime=inference,
             timings=Timings(inference=inference),
+            metrics=self.metrics(job) if with_metrics else None,
+        )
+
+    def metrics(self, job: JobItem) -> PredictionMetrics:
+        bytes_stored = sum(o.size for o in job.outputs)
+        total = (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
+        return PredictionMetrics(
+            predict_time=(job.inference_ms or 0) / 1000,
+            total_time=total,
+            state_transitions=job.usage.state_transitions,
+            lambda_invocations=job.usage.lambda_invocations,
+            lambda_ms=job.usage.lambda_ms,
+            upstream_polls=job.usage.upstream_polls,
+            images_stored=len(job.outputs),
+            bytes_stored=bytes_stored,
+            estimated_cost_usd=self.settings.cost_prices.estimate(
+                job.usage, objects_stored=len(job.outputs), bytes_stored=bytes_stored
+            ),
         )

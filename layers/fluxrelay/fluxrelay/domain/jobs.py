@@ -14,6 +14,7 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.workflow import WebhookDelivery
 
 
@@ -117,6 +118,8 @@ class JobItem(BaseModel):
     result_url: str = ""  # our `urls.get` for this job, fixed at submit time
     input_key: str | None = None  # img2img: the uploaded source object
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
+    # What the job cost us so far; only ever added to (JobStore.add_usage), never set.
+    usage: JobUsage = Field(default_factory=JobUsage)
 
     @property
     def num_images(self) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fluxrelay.domain import usage
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.errors import (
     UnknownTaskError,
@@ -45,6 +46,7 @@ class PollService:
             return self._time_out(job)
         if not job.upstream_id:
             return self._dispatch_queued(job, now)
+        usage.count("upstream_polls")
         try:
             result = self.upstream.get_result(job.upstream_id)
         except UnknownTaskError:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal, Protocol, Unpack
 
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import Prediction
@@ -32,6 +33,9 @@ class JobStore(Protocol):
 
     def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         """Set `field` only if it is not set yet; False when it was (a one-time marker)."""
+
+    def add_usage(self, job_id: str, usage: JobUsage) -> None:
+        """Add `usage` to the job's counters in one atomic write; nothing for an unknown job."""
 
 
 class SlotPool(Protocol):

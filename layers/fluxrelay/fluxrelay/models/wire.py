@@ -66,6 +66,7 @@ __all__ = [
     "OptionalHttpsUrl",
     "OutputFormat",
     "Prediction",
+    "PredictionMetrics",
     "PredictionUrls",
     "Prompt",
     "Seed",
@@ -429,6 +430,24 @@ class Timings(BaseModel):
     inference: int = 0  # ms
 
 
+class PredictionMetrics(BaseModel):
+    """What the job cost (fluxrelay's addition, like Replicate's `metrics`; WaveSpeed clients
+    ignore it). Counted from the job's own invocations; the caller's result polls and the
+    authorizer are not included."""
+
+    predict_time: float = Field(description="Upstream inference time, seconds.")
+    total_time: float | None = Field(None, description="Submit to end, seconds (None while running).")
+    state_transitions: int = Field(description="Step Functions state transitions.")
+    lambda_invocations: int
+    lambda_ms: int = Field(description="Lambda run time, milliseconds.")
+    upstream_polls: int = Field(description="Result requests sent to WaveSpeed.")
+    images_stored: int
+    bytes_stored: int
+    estimated_cost_usd: float = Field(
+        description="Orchestration cost in USD at the configured list prices; WaveSpeed's price excluded."
+    )
+
+
 class Prediction(BaseModel):
     """WaveSpeed's prediction object (result GET, submit answer, webhook body).
 
@@ -451,6 +470,7 @@ class Prediction(BaseModel):
     timings: Timings = Field(default_factory=Timings)
     # Omitted unless set, however the model is dumped (Powertools re-serialises responses).
     code: int | None = Field(None, exclude_if=lambda v: v is None)
+    metrics: PredictionMetrics | None = Field(None, exclude_if=lambda v: v is None)
 
 
 # --- envelope -------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ class WebhookDelivery(StrEnum):
     GAVE_UP = "gave_up"
 
 
+# The state transitions (states entered, what Step Functions bills) each task invocation of the
+# generation workflow stands for, so that a job's count adds up from its invocations:
+# CheckResult = WaitForResult + CheckResult + IsFinished; StoreOutputs and MarkFailed = 1;
+# Notify = Notify + WebhookRetry + either WaitBeforeRedelivery (then Notify again) or Done.
+TASK_TRANSITIONS = {"CheckResult": 3, "StoreOutputs": 1, "MarkFailed": 1, "Notify": 3}
+
+
 class WorkflowStart(BaseModel):
     """Input of an execution of either state machine; the execution is named by the job id."""
 

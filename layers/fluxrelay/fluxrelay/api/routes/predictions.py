@@ -16,6 +16,7 @@ from fluxrelay import composition
 from fluxrelay.api.auth import base_url, http_event, require_owner, take_quota
 from fluxrelay.api.envelope import envelope, error_response
 from fluxrelay.api.idempotency import IdempotentOutcome
+from fluxrelay.domain import usage
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.models.wire import Envelope, GenerationRequest, Prediction, enforce_lora_allowlist
@@ -39,8 +40,9 @@ class SubmitOutcome(IdempotentOutcome):
     error: RefusedSubmit | None = None
 
 
-def _present(job: JobItem, headers: dict[str, str] | None = None) -> Response:
-    return envelope(composition.container().presenter.present(job), headers=headers)
+def _present(job: JobItem, headers: dict[str, str] | None = None, *, with_metrics: bool = False) -> Response:
+    prediction = composition.container().presenter.present(job, with_metrics=with_metrics)
+    return envelope(prediction, headers=headers)
 
 
 @router.post(SUBMIT_PATH)
@@ -75,6 +77,7 @@ def submit(
         return error_response(refused.status, refused.message, headers=headers)
     job = c.lifecycle.owned(owner, outcome.job_id)
     logger.set_correlation_id(job.job_id)
+    usage.bind(job.job_id)  # this invocation is part of what the job costs
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     if request.enable_sync_mode:
         return _wait_for(job, headers)
@@ -100,9 +103,11 @@ def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
 
 @router.get("/api/v3/predictions/<job_id>/result")
 def get_result(job_id: str) -> Response[Envelope[Prediction]]:
-    return _present(composition.container().lifecycle.owned(require_owner(http_event(router)), job_id))
+    job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
+    return _present(job, with_metrics=True)
 
 
 @router.get("/api/v3/predictions/<job_id>")
 def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
-    return _present(composition.container().lifecycle.owned(require_owner(http_event(router)), job_id))
+    job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
+    return _present(job, with_metrics=True)
