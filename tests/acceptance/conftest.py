@@ -9,6 +9,7 @@ them and how to add one: README.md beside this file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import pytest
 
 from fluxrelay_local.receiver import WebhookReceiver
 from tests.acceptance.checks import BODY, JOB_TIMEOUT, Caller, FinishedJob, Hooks
-from tests.acceptance.target import Target, target_from_env
+from tests.acceptance.target import Target, TargetError, target_from_env
 from tests.support.stack import topic_queue
 
 DEFAULT_RECEIVER_PORT = 8765
@@ -37,9 +38,16 @@ _TARGET = pytest.StashKey[str]()
 
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    with target_from_env(tmp_path_factory.mktemp("acceptance")) as chosen:
-        request.config.stash[_TARGET] = chosen.description
-        yield chosen
+    with contextlib.ExitStack() as cleanup:
+        try:
+            chosen = cleanup.enter_context(target_from_env(tmp_path_factory.mktemp("acceptance")))
+        except TargetError as exc:
+            problem = str(exc)  # reported below, outside the handler: a message, not a traceback
+        else:
+            request.config.stash[_TARGET] = chosen.description
+            yield chosen
+            return
+    pytest.fail(f"no stack to accept: {problem}", pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -60,8 +60,15 @@ class KeyIssuer:
         self.issued.remove(key)
 
     def revoke_all(self) -> None:
-        while self.issued:
-            self.revoke(self.issued[-1])
+        """Revoke every issued key; one that fails does not keep the others active."""
+        failed = []
+        for key in list(self.issued):
+            try:
+                self.revoke(key)
+            except Exception as exc:  # every key gets its attempt; the failures are reported together
+                failed.append(f"{key[:6]}...: {exc}")
+        if failed:
+            raise TargetError(f"could not revoke {len(failed)} temporary API keys: {'; '.join(failed)}")
 
 
 @dataclass
