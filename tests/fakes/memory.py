@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal, Unpack
 
 from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.wire import Prediction
@@ -49,6 +49,15 @@ class MemoryJobStore:
                 return False
             self.items[job_id] = job.model_copy(update={field: value})
             return True
+
+    def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
+        with self._lock:
+            job = self.items.get(job_id)
+            if job is None or job.webhook is None or job.webhook.attempts != expected_attempts:
+                return None
+            self.items[job_id] = job.model_copy(update={"webhook": webhook})
+            self.writes += 1
+            return self.items[job_id].model_copy(deep=True)
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         with self._lock:
@@ -114,9 +123,11 @@ class ScriptedSender:
     def __init__(self, statuses: list[int]) -> None:
         self.statuses = list(statuses)
         self.calls: list[tuple[str, dict[str, Any], list[str]]] = []
+        self.message_ids: list[str] = []
 
     def deliver(self, url: str, payload: Prediction, secrets: list[str], message_id: str) -> int:
         self.calls.append((url, payload.model_dump(mode="json", by_alias=True, exclude_none=True), secrets))
+        self.message_ids.append(message_id)
         return self.statuses.pop(0)
 
 

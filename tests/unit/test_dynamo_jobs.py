@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
-from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem, new_job_id
+from fluxrelay.domain.jobs import (
+    JobError,
+    JobItem,
+    JobStatus,
+    OutputItem,
+    WebhookAttempt,
+    WebhookState,
+    new_job_id,
+)
 from fluxrelay.domain.ports import JobStore
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.wire import GenerationRequest
@@ -79,3 +87,16 @@ def test_usage_is_only_ever_added_to_and_survives_status_writes(any_store: JobSt
     assert any_store.get(item.job_id).usage == JobUsage(
         state_transitions=3, lambda_invocations=2, lambda_ms=42, lambda_mb_ms=40 * 512
     )
+
+
+def test_webhook_state_is_written_only_over_the_attempt_count_it_was_read_at(any_store: JobStore) -> None:
+    item = job().model_copy(update={"webhook": WebhookState(url="https://hooks.example/x")})
+    any_store.create(item)
+    sent = WebhookAttempt(
+        number=1, at=item.created_at, trigger="workflow", status=503, latency_ms=12, outcome="will_retry"
+    )
+    first = item.webhook.with_attempt(sent)
+    assert any_store.update_webhook(item.job_id, first, expected_attempts=0).webhook == first
+    # A second writer that read the state before that attempt loses, and nothing changes.
+    assert any_store.update_webhook(item.job_id, item.webhook, expected_attempts=0) is None
+    assert any_store.get(item.job_id).webhook == first

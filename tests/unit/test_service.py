@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,16 +11,19 @@ import pytest
 from PIL import Image
 
 from fluxrelay.api.presenter import PredictionPresenter
+from fluxrelay.domain.deliveries import WebhookDeliverer
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
+    JobStateError,
+    NotFoundError,
     UnknownTaskError,
     UnsafeUrlError,
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
 from fluxrelay.domain.fail import FailService
-from fluxrelay.domain.jobs import JobError, JobStatus
+from fluxrelay.domain.jobs import WEBHOOK_LOG_LIMIT, JobError, JobStatus
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.notify import NotifyService
 from fluxrelay.domain.outputs import OutputService
@@ -29,6 +32,7 @@ from fluxrelay.domain.submit import SubmitService
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import CaughtError, ResultRoute, WebhookDelivery
+from fluxrelay.observability import metrics
 from fluxrelay.settings import Settings
 from tests.fakes.memory import (
     FixedSecrets,
@@ -331,20 +335,30 @@ def notifier(
     world: dict[str, Any], statuses: list[int], **kw: Any
 ) -> tuple[NotifyService, RecordingNotifier, ScriptedSender]:
     sns, sender = RecordingNotifier(), ScriptedSender(statuses)
-    s = settings(WEBHOOK_RETRY_SPAN_SECONDS=100, WEBHOOK_RETRY_BASE_SECONDS=5, **kw)
+    s = settings(**{"WEBHOOK_RETRY_SPAN_SECONDS": 100, "WEBHOOK_RETRY_BASE_SECONDS": 5, **kw})
     svc = NotifyService(
         lifecycle=lifecycle(world),
         store=world["store"],
         slots=world["slots"],
         notifier=sns,
+        deliverer=deliverer(world, sender, s),
+        settings=s,
+        clock=world["clock"],
+        random=lambda: 0.0,  # the longest wait of each jitter range
+    )
+    return svc, sns, sender
+
+
+def deliverer(world: dict[str, Any], sender: ScriptedSender, s: Settings) -> WebhookDeliverer:
+    return WebhookDeliverer(
+        lifecycle=lifecycle(world),
+        store=world["store"],
         sender=sender,
         secrets=world["secrets"],
         presenter=PredictionPresenter(MemoryOutputStore(), s),
-        settings=s,
         check_url=refuse_private,
         clock=world["clock"],
     )
-    return svc, sns, sender
 
 
 def failed_job_with_webhook(world: dict[str, Any], url: str = "https://hooks.example/x") -> str:
@@ -397,6 +411,154 @@ def test_webhook_url_is_checked_again_at_delivery(world: dict[str, Any]) -> None
     assert outcome.webhook is WebhookDelivery.RETRYING
     assert sender.calls == []
     assert "private" in world["store"].get(job_id).webhook.last_error
+
+
+def test_every_attempt_is_logged_with_its_status_latency_and_next_retry(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, _ = notifier(world, [503, 200])
+    svc.notify(job_id)
+    world["clock"].now = T0 + timedelta(seconds=5)
+    svc.notify(job_id)
+    hook = world["store"].get(job_id).webhook
+    first, second = hook.log
+    assert (first.number, first.at, first.trigger) == (1, T0, "workflow")
+    assert (first.status, first.error, first.outcome) == (503, "receiver answered HTTP 503", "will_retry")
+    assert first.next_retry_at == T0 + timedelta(seconds=5)
+    assert (second.number, second.status, second.error, second.outcome) == (2, 200, None, "delivered")
+    assert second.next_retry_at is None
+    assert hook.state == "delivered"
+
+
+def test_the_delivery_log_keeps_only_the_newest_attempts(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    total = WEBHOOK_LOG_LIMIT + 7
+    svc, _, _ = notifier(world, [500] * total, WEBHOOK_RETRY_SPAN_SECONDS=10**6)
+    for _ in range(total):
+        svc.notify(job_id)
+    hook = world["store"].get(job_id).webhook
+    assert hook.attempts == total
+    assert [a.number for a in hook.log] == list(range(8, total + 1))
+
+
+def test_retry_waits_are_jittered_below_the_backoff(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, _ = notifier(world, [500, 500])
+    svc.random = lambda: 1.0  # the shortest wait of the range: half the backoff
+    assert svc.notify(job_id).wait_seconds == 3  # ceil(5 * 0.5)
+    svc.random = lambda: 0.5
+    assert svc.notify(job_id).wait_seconds == 8  # ceil(10 * 0.75)
+
+
+def test_a_410_gone_answer_stops_retrying_at_once_and_is_counted(
+    world: dict[str, Any], given_up_count: Callable[[], float]
+) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [410, 200])
+    outcome = svc.notify(job_id)
+    assert (outcome.webhook, outcome.wait_seconds) == (WebhookDelivery.GAVE_UP, 0)
+    hook = world["store"].get(job_id).webhook
+    assert (hook.gave_up_at, hook.gave_up_reason) == (T0, "the receiver answered 410 Gone")
+    assert hook.log[-1].outcome == "gave_up"
+    assert given_up_count() == 1
+    svc.notify(job_id)  # the workflow never tries again
+    assert len(sender.calls) == 1
+
+
+def test_replay_resends_with_the_same_webhook_id_and_is_logged(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [200, 200])
+    svc.notify(job_id)
+    world["clock"].now = T0 + timedelta(hours=30)
+    hook = deliverer(world, sender, settings()).replay("alice", job_id)
+    assert sender.message_ids == [f"msg_{job_id}"] * 2
+    assert hook.state == "delivered"
+    assert [(a.trigger, a.outcome, a.at) for a in hook.log] == [
+        ("workflow", "delivered", T0),
+        ("replay", "delivered", T0 + timedelta(hours=30)),
+    ]
+    assert world["store"].get(job_id).webhook == hook
+
+
+def test_a_replay_delivers_what_the_workflow_gave_up_on(
+    world: dict[str, Any], given_up_count: Callable[[], float]
+) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [500, 500, 200])
+    svc.notify(job_id)
+    world["clock"].now = T0 + timedelta(seconds=101)
+    assert svc.notify(job_id).webhook == "gave_up"
+    assert world["store"].get(job_id).webhook.gave_up_reason == "no delivery within the retry span of 100 s"
+    assert given_up_count() == 1
+    hook = deliverer(world, sender, settings()).replay("alice", job_id)
+    assert (hook.state, hook.attempts, hook.log[-1].outcome) == ("delivered", 3, "delivered")
+
+
+def test_a_replay_answered_410_stops_the_workflow_retries(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [500, 410])
+    assert svc.notify(job_id).webhook is WebhookDelivery.RETRYING
+    hook = deliverer(world, sender, settings()).replay("alice", job_id)
+    assert (hook.state, hook.log[-1].outcome) == ("gave_up", "gave_up")
+    assert svc.notify(job_id).webhook == "gave_up"
+    assert len(sender.calls) == 2
+
+
+def test_a_failed_replay_of_a_delivered_webhook_changes_only_the_log(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [200, 500])
+    svc.notify(job_id)
+    hook = deliverer(world, sender, settings()).replay("alice", job_id)
+    assert (hook.state, hook.last_status, hook.log[-1].outcome) == ("delivered", 500, "failed")
+
+
+@pytest.mark.parametrize("case", ["other owner", "unknown id"])
+def test_replay_of_a_job_the_caller_does_not_own_is_404(world: dict[str, Any], case: str) -> None:
+    job_id = failed_job_with_webhook(world)
+    owner, target = ("mallory", job_id) if case == "other owner" else ("alice", "f" * 32)
+    sender = ScriptedSender([200])
+    with pytest.raises(NotFoundError):
+        deliverer(world, sender, settings()).replay(owner, target)
+    assert sender.calls == []
+
+
+def test_replay_needs_a_finished_job_with_a_webhook(world: dict[str, Any]) -> None:
+    sender = ScriptedSender([])
+    running = submitter(world, FakeUpstream()).submit("alice", request(), webhook_url="https://hooks.example/x")
+    silent = submitter(world, FakeUpstream()).submit("alice", request())
+    world["store"].transition(silent.job_id, JobStatus.FAILED)
+    with pytest.raises(JobStateError, match="is created: its webhook is sent when it finishes"):
+        deliverer(world, sender, settings()).replay("alice", running.job_id)
+    with pytest.raises(JobStateError, match="has no webhook"):
+        deliverer(world, sender, settings()).replay("alice", silent.job_id)
+    assert sender.calls == []
+
+
+def test_two_deliveries_at_once_both_keep_their_attempt(world: dict[str, Any]) -> None:
+    job_id = failed_job_with_webhook(world)
+    svc, _, sender = notifier(world, [500, 200])
+    store = world["store"]
+    write = store.update_webhook
+    replay = deliverer(world, sender, settings())
+
+    def replay_first(job: str, webhook: Any, *, expected_attempts: int) -> Any:
+        # A replay's attempt lands between the workflow attempt's read and its write.
+        store.update_webhook = write
+        replay.replay("alice", job)
+        return write(job, webhook, expected_attempts=expected_attempts)
+
+    store.update_webhook = replay_first
+    svc.notify(job_id)
+    hook = store.get(job_id).webhook
+    assert [(a.number, a.trigger, a.status) for a in hook.log] == [(1, "replay", 200), (2, "workflow", 500)]
+    # The replay got through; the workflow's failed attempt does not undo that.
+    assert hook.state == "delivered"
+
+
+@pytest.fixture
+def given_up_count() -> Iterator[Callable[[], float]]:
+    metrics.clear_metrics()
+    yield lambda: sum(metrics.metric_set.get("WebhookDeliveriesGivenUp", {}).get("Value", []))
+    metrics.clear_metrics()
 
 
 # --- global cap on concurrent upstream tasks --------------------------------------------------

@@ -20,6 +20,7 @@ from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
+from fluxrelay.domain.deliveries import WebhookDeliverer
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.fail import FailService
 from fluxrelay.domain.lifecycle import JobLifecycle
@@ -155,17 +156,25 @@ class Container:
         return FailService(self.lifecycle)
 
     @cached_property
+    def deliverer(self) -> WebhookDeliverer:
+        return WebhookDeliverer(
+            lifecycle=self.lifecycle,
+            store=self.jobs,
+            sender=StandardWebhookSender(self.url_policy),
+            secrets=self.webhook_secrets,
+            presenter=self.presenter,
+            check_url=self.check_webhook_url,
+        )
+
+    @cached_property
     def notify(self) -> NotifyService:
         return NotifyService(
             lifecycle=self.lifecycle,
             store=self.jobs,
             slots=self.slots,
             notifier=SnsNotifier(self.settings.topic_arn),
-            sender=StandardWebhookSender(self.url_policy),
-            secrets=self.webhook_secrets,
-            presenter=self.presenter,
+            deliverer=self.deliverer,
             settings=self.settings,
-            check_url=self.check_webhook_url,
         )
 
     # --- uploads and img2img from S3 ---

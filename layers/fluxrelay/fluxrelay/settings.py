@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     poll_max_interval_seconds: int = Field(10, validation_alias="POLL_MAX_INTERVAL_SECONDS")
     job_deadline_seconds: int = Field(900, validation_alias="JOB_DEADLINE_SECONDS")
     output_url_ttl_seconds: int = Field(3600, validation_alias="OUTPUT_URL_TTL_SECONDS")
-    webhook_retry_span_seconds: int = Field(6 * 3600, validation_alias="WEBHOOK_RETRY_SPAN_SECONDS")
+    # How long a failing webhook is retried (at most an hour apart, with jitter): 24 h to 72 h.
+    webhook_retry_span_seconds: int = Field(24 * 3600, ge=0, validation_alias="WEBHOOK_RETRY_SPAN_SECONDS")
     webhook_retry_base_seconds: int = Field(5, validation_alias="WEBHOOK_RETRY_BASE_SECONDS")
     sync_wait_seconds: float = Field(25.0, validation_alias="SYNC_WAIT_SECONDS")
     job_ttl_days: int = Field(30, validation_alias="JOB_TTL_DAYS")

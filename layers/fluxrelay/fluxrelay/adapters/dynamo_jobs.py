@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import ConflictError, NotFoundError
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, allowed_sources, utcnow
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources, utcnow
 from fluxrelay.domain.usage import JobUsage
 
 _SER = TypeSerializer()
@@ -144,6 +144,26 @@ class DynamoJobStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise NotFoundError(f"no job {job_id}") from exc
+            raise
+        return _from_item(out["Attributes"])
+
+    def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
+        names, values, sets = self._updates({"webhook": webhook})
+        names.update({"#hook": "webhook", "#attempts": "attempts"})
+        values[":expected"] = {"N": str(expected_attempts)}
+        try:
+            out = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#hook.#attempts = :expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
             raise
         return _from_item(out["Attributes"])
 

@@ -78,6 +78,31 @@ class OutputItem(BaseModel):
     nsfw: bool = False
 
 
+# Attempts kept in a job's delivery log: the newest ones (with retries over up to 72 h at most an
+# hour apart, a log could reach ~80 entries); the item stays far below DynamoDB's 400 KB.
+WEBHOOK_LOG_LIMIT = 40
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "delivered"
+    WILL_RETRY = "will_retry"  # the workflow tries again at `next_retry_at`
+    GAVE_UP = "gave_up"  # this attempt ended the delivery (410 Gone, or the retry span is over)
+    FAILED = "failed"  # a replay that failed; it schedules nothing
+
+
+class WebhookAttempt(BaseModel):
+    """One delivery attempt, as the delivery log shows it."""
+
+    number: int
+    at: datetime
+    trigger: Literal["workflow", "replay"]
+    status: int | None = None  # the receiver's HTTP status; None when no answer came
+    error: str | None = None  # why it failed (network error, refused URL, non-2xx answer)
+    latency_ms: int = 0
+    outcome: AttemptOutcome
+    next_retry_at: datetime | None = None
+
+
 class WebhookState(BaseModel):
     url: str
     state: WebhookDelivery = WebhookDelivery.PENDING
@@ -86,6 +111,23 @@ class WebhookState(BaseModel):
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    gave_up_at: datetime | None = None
+    gave_up_reason: str | None = None
+    log: list[WebhookAttempt] = Field(default_factory=list)  # the newest WEBHOOK_LOG_LIMIT attempts
+
+    def with_attempt(self, attempt: WebhookAttempt, **fields: object) -> WebhookState:
+        """This state after `attempt`, with the log capped at its newest entries."""
+        log = [*self.log, attempt][-WEBHOOK_LOG_LIMIT:]
+        first = self.first_attempt_at or attempt.at
+        update = {
+            "attempts": attempt.number,
+            "first_attempt_at": first,
+            "last_status": attempt.status,
+            "last_error": attempt.error,
+            "log": log,
+            **fields,
+        }
+        return self.model_copy(update=update)
 
 
 class JobItem(BaseModel):

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from fluxrelay.domain.errors import FluxRelayError, JobStateError
-from fluxrelay.domain.jobs import JobItem, WebhookState, utcnow
+from fluxrelay.domain.deliveries import Sent, WebhookDeliverer, attempt, give_up
+from fluxrelay.domain.errors import JobStateError
+from fluxrelay.domain.jobs import AttemptOutcome, JobItem, WebhookState, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
-from fluxrelay.domain.ports import (
-    JobStore,
-    Notifier,
-    Presenter,
-    SlotPool,
-    UrlCheck,
-    WebhookSecrets,
-    WebhookSender,
-)
+from fluxrelay.domain.ports import JobStore, Notifier, SlotPool
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.workflow import NotifyOutput, WebhookDelivery
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings
 
-Clock = Callable[[], datetime]
 # The longest wait between two webhook attempts, whatever the backoff says.
 _MAX_REDELIVERY_WAIT_SECONDS = 3600
+# Each wait is drawn from [1 - _JITTER, 1] times the backoff, so that the webhooks that failed
+# together in a receiver's outage do not all come back at the same second.
+_JITTER = 0.5
 
 
 @dataclass
@@ -35,12 +31,10 @@ class NotifyService:
     store: JobStore
     slots: SlotPool
     notifier: Notifier
-    sender: WebhookSender
-    secrets: WebhookSecrets
-    presenter: Presenter
+    deliverer: WebhookDeliverer
     settings: Settings
-    check_url: UrlCheck
-    clock: Clock = utcnow
+    clock: Callable[[], datetime] = utcnow
+    random: Callable[[], float] = random.random
 
     def notify(self, job_id: str) -> NotifyOutput:
         job = self.lifecycle.load(job_id)
@@ -55,52 +49,46 @@ class NotifyService:
             return NotifyOutput(job_id=job_id, attempt=0, webhook=WebhookDelivery.NONE, wait_seconds=0)
         if hook.state in (WebhookDelivery.DELIVERED, WebhookDelivery.GAVE_UP):
             return NotifyOutput(job_id=job_id, attempt=hook.attempts, webhook=hook.state, wait_seconds=0)
-        return self._deliver(job, hook)
-
-    def _deliver(self, job: JobItem, hook: WebhookState) -> NotifyOutput:
         now = self.clock()
-        first = hook.first_attempt_at or now
-        payload = self.presenter.present(job, allow_base64=False)
-        status: int | None = None
-        try:
-            self.check_url(hook.url)  # again at delivery: DNS may have changed since submit
-            status = self.sender.deliver(
-                hook.url, payload, self.secrets.signing_secrets(job.owner), f"msg_{job.job_id}"
+        sent = self.deliverer.send(job, hook.url)
+        after = self.deliverer.record(job_id, lambda current: self._after(current, now, sent))
+        if not sent.ok:
+            logger.info(
+                "webhook delivery failed",
+                extra={"attempt": after.attempts, "reason": sent.error, "state": after.state},
             )
-            problem = None if 200 <= status < 300 else f"receiver answered HTTP {status}"
-        except FluxRelayError as exc:
-            problem = exc.message
-        attempts = hook.attempts + 1
-        if problem is None:
-            delivered = {"state": WebhookDelivery.DELIVERED, "last_error": None, "delivered_at": now}
-            self._record(job, hook, attempts, first, status, delivered)
-            return NotifyOutput(
-                job_id=job.job_id, attempt=attempts, webhook=WebhookDelivery.DELIVERED, wait_seconds=0
-            )
-        remaining = self.settings.webhook_retry_span_seconds - (now - first).total_seconds()
-        state = WebhookDelivery.RETRYING if remaining > 0 else WebhookDelivery.GAVE_UP
-        self._record(job, hook, attempts, first, status, {"state": state, "last_error": problem})
-        logger.info("webhook delivery failed", extra={"attempt": attempts, "reason": problem, "state": state})
-        if state is WebhookDelivery.GAVE_UP:
-            return NotifyOutput(job_id=job.job_id, attempt=attempts, webhook=state, wait_seconds=0)
-        wait = min(
-            self.settings.webhook_retry_base_seconds * 2 ** (attempts - 1),
-            _MAX_REDELIVERY_WAIT_SECONDS,
-            math.ceil(remaining),
-        )
-        return NotifyOutput(job_id=job.job_id, attempt=attempts, webhook=state, wait_seconds=int(wait))
+        wait = 0
+        retry_at = next((a.next_retry_at for a in reversed(after.log) if a.next_retry_at), None)
+        if after.state is WebhookDelivery.RETRYING and retry_at is not None:
+            wait = max(1, math.ceil((retry_at - now).total_seconds()))
+        return NotifyOutput(job_id=job_id, attempt=after.attempts, webhook=after.state, wait_seconds=wait)
 
-    def _record(
-        self,
-        job: JobItem,
-        hook: WebhookState,
-        attempts: int,
-        first: datetime,
-        status: int | None,
-        outcome: Mapping[str, object],
-    ) -> None:
-        update = {"attempts": attempts, "first_attempt_at": first, "last_status": status, **outcome}
-        self.store.update(job.job_id, webhook=hook.model_copy(update=update))
+    def _after(self, hook: WebhookState, now: datetime, sent: Sent) -> WebhookState:
+        """`hook` after the workflow's attempt `sent`: delivered, retried later, or given up."""
+        if sent.ok:
+            done = {"state": WebhookDelivery.DELIVERED, "delivered_at": now}
+            return hook.with_attempt(attempt(hook, now, sent, "workflow", AttemptOutcome.DELIVERED), **done)
+        if hook.state is WebhookDelivery.DELIVERED:
+            # A replay got through meanwhile: this failure changes nothing.
+            return hook.with_attempt(attempt(hook, now, sent, "workflow", AttemptOutcome.FAILED))
+        span = self.settings.webhook_retry_span_seconds
+        remaining = span - (now - (hook.first_attempt_at or now)).total_seconds()
+        if sent.gone or remaining <= 0:
+            reason = (
+                "the receiver answered 410 Gone"
+                if sent.gone
+                else f"no delivery within the retry span of {span} s"
+            )
+            entry = attempt(hook, now, sent, "workflow", AttemptOutcome.GAVE_UP)
+            return hook.with_attempt(entry, **give_up(now, reason))
+        backoff = min(
+            self.settings.webhook_retry_base_seconds * 2**hook.attempts, _MAX_REDELIVERY_WAIT_SECONDS
+        )
+        wait = min(max(1.0, backoff * (1 - _JITTER * self.random())), remaining)
+        entry = attempt(
+            hook, now, sent, "workflow", AttemptOutcome.WILL_RETRY, now + timedelta(seconds=math.ceil(wait))
+        )
+        return hook.with_attempt(entry, state=WebhookDelivery.RETRYING)
 
 
 def _notice(job: JobItem) -> JobNotice:

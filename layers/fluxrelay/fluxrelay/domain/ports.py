@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Literal, Protocol, Unpack
 
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.upstream import UpstreamPrediction
@@ -36,6 +36,10 @@ class JobStore(Protocol):
 
     def add_usage(self, job_id: str, usage: JobUsage) -> None:
         """Add `usage` to the job's counters in one atomic write; nothing for an unknown job."""
+
+    def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
+        """Set the webhook state only while its attempt count is still `expected_attempts`;
+        None when another delivery (the workflow's, or a replay) recorded an attempt first."""
 
 
 class SlotPool(Protocol):

@@ -1,0 +1,147 @@
+"""Webhook deliveries: one signed attempt at a time, each recorded in the job's delivery log.
+
+The workflow's Notify task and a caller's replay both deliver through `WebhookDeliverer`. Every
+attempt keeps the job's one `webhook-id` (`msg_<job id>`), so a receiver that got a delivery
+twice can tell; the timestamp and the signature are fresh each time. Two deliveries at once (the
+workflow's retry and a replay) record their attempts one after the other: each write is
+conditional on the attempt count it read, and is recomputed from the newer state if it lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from fluxrelay.domain.errors import ConflictError, FluxRelayError, JobStateError
+from fluxrelay.domain.jobs import AttemptOutcome, JobItem, WebhookAttempt, WebhookState, utcnow
+from fluxrelay.domain.lifecycle import JobLifecycle
+from fluxrelay.domain.ports import JobStore, Presenter, UrlCheck, WebhookSecrets, WebhookSender
+from fluxrelay.models.workflow import WebhookDelivery
+from fluxrelay.observability import logger, metrics
+
+Clock = Callable[[], datetime]
+Change = Callable[[WebhookState], WebhookState]
+# A write loses only to another attempt recorded in the same instant; a few tries always do.
+_RECORD_TRIES = 5
+
+
+def message_id(job_id: str) -> str:
+    """The `webhook-id` of every delivery of a job's webhook (receivers deduplicate on it)."""
+    return f"msg_{job_id}"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one POST to the receiver gave."""
+
+    status: int | None  # None when no answer came (network error, refused URL)
+    error: str | None  # None when the receiver accepted it (2xx)
+    latency_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def gone(self) -> bool:
+        # 410 Gone: the receiver says this endpoint will never take it; retrying is pointless.
+        return self.status == 410
+
+
+@dataclass
+class WebhookDeliverer:
+    lifecycle: JobLifecycle
+    store: JobStore
+    sender: WebhookSender
+    secrets: WebhookSecrets
+    presenter: Presenter
+    check_url: UrlCheck
+    clock: Clock = utcnow
+    timer: Callable[[], float] = time.monotonic
+
+    def send(self, job: JobItem, url: str) -> Sent:
+        """POST the job's prediction, signed with the owner's secrets, through the SSRF guard."""
+        payload = self.presenter.present(job, allow_base64=False)
+        started = self.timer()
+        status: int | None = None
+        try:
+            self.check_url(url)  # again at each delivery: DNS may have changed since submit
+            status = self.sender.deliver(
+                url, payload, self.secrets.signing_secrets(job.owner), message_id(job.job_id)
+            )
+            error = None if 200 <= status < 300 else f"receiver answered HTTP {status}"
+        except FluxRelayError as exc:
+            error = exc.message
+        return Sent(status, error, max(0, round((self.timer() - started) * 1000)))
+
+    def record(self, job_id: str, change: Change) -> WebhookState:
+        """Apply `change` to the stored webhook state (conditionally, see the module doc) and
+        count a delivery that this change gave up."""
+        for _ in range(_RECORD_TRIES):
+            before = self.lifecycle.load(job_id).webhook
+            if before is None:
+                raise JobStateError(f"job {job_id} has no webhook")
+            after = change(before)
+            if self.store.update_webhook(job_id, after, expected_attempts=before.attempts) is not None:
+                if after.state is WebhookDelivery.GAVE_UP and before.state is not WebhookDelivery.GAVE_UP:
+                    metrics.add_metric(name="WebhookDeliveriesGivenUp", unit=MetricUnit.Count, value=1)
+                    logger.warning("webhook delivery given up", extra={"reason": after.gave_up_reason})
+                return after
+        raise ConflictError("the delivery log changed while this attempt was recorded; try again")
+
+    def replay(self, owner: str, job_id: str) -> WebhookState:
+        """Deliver a finished job's webhook once more, now, and record it as a replay. It does
+        not schedule retries; a replay that gets 410 Gone stops the workflow's retries."""
+        job = self.lifecycle.owned(owner, job_id)
+        if job.webhook is None:
+            raise JobStateError("this prediction has no webhook (submit with ?webhook=https://...)")
+        if not job.status.terminal:
+            raise JobStateError(
+                f"this prediction is {job.status.public}: its webhook is sent when it finishes"
+            )
+        now = self.clock()
+        sent = self.send(job, job.webhook.url)
+
+        def change(hook: WebhookState) -> WebhookState:
+            if sent.ok:
+                outcome = AttemptOutcome.DELIVERED
+                fields: dict[str, object] = {"state": WebhookDelivery.DELIVERED, "delivered_at": now}
+            elif sent.gone and hook.state is WebhookDelivery.RETRYING:
+                outcome = AttemptOutcome.GAVE_UP
+                fields = give_up(now, "the receiver answered 410 Gone")
+            else:
+                outcome, fields = AttemptOutcome.FAILED, {}
+            return hook.with_attempt(attempt(hook, now, sent, "replay", outcome), **fields)
+
+        return self.record(job_id, change)
+
+
+def attempt(
+    hook: WebhookState,
+    now: datetime,
+    sent: Sent,
+    trigger: Literal["workflow", "replay"],
+    outcome: AttemptOutcome,
+    next_retry_at: datetime | None = None,
+) -> WebhookAttempt:
+    """The log entry of `sent`, numbered after the attempts `hook` has recorded."""
+    return WebhookAttempt(
+        number=hook.attempts + 1,
+        at=now,
+        trigger=trigger,
+        status=sent.status,
+        error=sent.error,
+        latency_ms=sent.latency_ms,
+        outcome=outcome,
+        next_retry_at=next_retry_at,
+    )
+
+
+def give_up(now: datetime, reason: str) -> dict[str, object]:
+    """The state fields of a delivery that ends here, undelivered."""
+    return {"state": WebhookDelivery.GAVE_UP, "gave_up_at": now, "gave_up_reason": reason}
