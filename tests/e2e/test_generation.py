@@ -375,6 +375,15 @@ def test_webhook_answered_500_is_redelivered_until_it_succeeds_once(stack: Local
     assert webhook["state"] == "delivered"
     assert webhook["attempts"] == 3
     assert webhook["last_status"] == 200
+    log = alice.get(f"/api/v3/predictions/{job_id}/webhooks").json()["data"]
+    attempts = list(reversed(log["items"]))
+    assert [(a["status_code"], a["outcome"]) for a in attempts] == [
+        (500, "will_retry"),
+        (500, "will_retry"),
+        (200, "delivered"),
+    ]
+    assert all(a["next_retry_at"] > a["at"] for a in attempts[:2])
+    assert attempts[2]["next_retry_at"] is None
 
 
 # --------------------------------------------------------------------------- access

@@ -253,15 +253,22 @@ def test_someone_elses_job_is_indistinguishable_from_an_unknown_id(alice: Api, b
     job_id = alice.submit({"prompt": "alice's private picture"}).json()["data"]["id"]
     unknown = uuid.uuid4().hex
 
-    for path in ("/api/v3/predictions/{}/result", "/api/v3/predictions/{}"):
-        theirs = bob.get(path.format(job_id))
-        missing = bob.get(path.format(unknown))
+    for method, path in (
+        ("GET", "/api/v3/predictions/{}/result"),
+        ("GET", "/api/v3/predictions/{}"),
+        ("GET", "/api/v3/predictions/{}/webhooks"),
+        ("POST", "/api/v3/predictions/{}/webhooks/redeliver"),
+    ):
+        call = bob.get if method == "GET" else bob.post
+        theirs = call(path.format(job_id))
+        missing = call(path.format(unknown))
         assert_envelope(theirs, 404)
         assert theirs.json() == missing.json()
         assert job_id not in theirs.text
-        assert alice.get(path.format(job_id)).status_code == 200
-        assert alice.get(path.format(unknown)).json() == missing.json()
-        assert bob.get(path.format("../" + job_id)).status_code in (400, 404)
+        if method == "GET":
+            assert alice.get(path.format(job_id)).status_code == 200
+        assert (alice.get if method == "GET" else alice.post)(path.format(unknown)).json() == missing.json()
+        assert call(path.format("../" + job_id)).status_code in (400, 404)
 
 
 def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
@@ -271,6 +278,8 @@ def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
         assert_envelope(caller.get(f"/api/v3/predictions/{uuid.uuid4().hex}/result"), 401)
         assert_envelope(caller.get("/api/v3/webhook/secret"), 401)
         assert_envelope(caller.post("/api/v3/webhook/secret/rotate"), 401)
+        assert_envelope(caller.get(f"/api/v3/predictions/{uuid.uuid4().hex}/webhooks"), 401)
+        assert_envelope(caller.post(f"/api/v3/predictions/{uuid.uuid4().hex}/webhooks/redeliver"), 401)
         assert_envelope(
             caller.post(
                 "/api/v3/media/uploads", json={"filename": "a.png", "size": 10, "content_type": "image/png"}

@@ -523,7 +523,9 @@ def test_replay_of_a_job_the_caller_does_not_own_is_404(world: dict[str, Any], c
 
 def test_replay_needs_a_finished_job_with_a_webhook(world: dict[str, Any]) -> None:
     sender = ScriptedSender([])
-    running = submitter(world, FakeUpstream()).submit("alice", request(), webhook_url="https://hooks.example/x")
+    running = submitter(world, FakeUpstream()).submit(
+        "alice", request(), webhook_url="https://hooks.example/x"
+    )
     silent = submitter(world, FakeUpstream()).submit("alice", request())
     world["store"].transition(silent.job_id, JobStatus.FAILED)
     with pytest.raises(JobStateError, match="is created: its webhook is sent when it finishes"):

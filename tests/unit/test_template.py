@@ -78,6 +78,8 @@ ROUTES = {
     ("GET", "/api/v3/predictions/{id}"): True,
     ("GET", "/api/v3/webhook/secret"): True,
     ("POST", "/api/v3/webhook/secret/rotate"): True,
+    ("GET", "/api/v3/predictions/{id}/webhooks"): True,
+    ("POST", "/api/v3/predictions/{id}/webhooks/redeliver"): True,
     ("POST", "/api/v3/media/uploads"): True,
     ("POST", "/api/v3/media/upload/binary"): True,
     ("POST", "/api/v3/img2img/uploads"): True,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from fluxrelay.domain.deliveries import message_id
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
+from fluxrelay.models.deliveries import WebhookAttemptRecord, WebhookDeliveryLog
 from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings
+from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.settings import Settings
 
 
@@ -55,3 +59,43 @@ class PredictionPresenter:
                 job.usage, objects_stored=len(job.outputs), bytes_stored=bytes_stored
             ),
         )
+
+
+def delivery_log(job: JobItem) -> WebhookDeliveryLog:
+    """A job's webhook delivery log. Only the URL's host is shown: its path or query may hold a
+    token the receiver checks."""
+    hook = job.webhook
+    if hook is None:
+        return WebhookDeliveryLog(id=job.job_id, state=WebhookDelivery.NONE.value, attempts=0, items=[])
+    host = _host(hook.url)
+    return WebhookDeliveryLog(
+        id=job.job_id,
+        webhook_id=message_id(job.job_id),
+        url_host=host,
+        state=hook.state.value,
+        attempts=hook.attempts,
+        next_retry_at=hook.next_retry_at,
+        delivered_at=hook.delivered_at,
+        gave_up_at=hook.gave_up_at,
+        gave_up_reason=hook.gave_up_reason,
+        items=[
+            WebhookAttemptRecord(
+                attempt=a.number,
+                at=a.at,
+                trigger=a.trigger,
+                url_host=host,
+                status_code=a.status,
+                error=a.error,
+                latency_ms=a.latency_ms,
+                outcome=a.outcome.value,
+                next_retry_at=a.next_retry_at,
+            )
+            for a in reversed(hook.log)
+        ],
+    )
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host

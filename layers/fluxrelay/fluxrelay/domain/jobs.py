@@ -115,6 +115,13 @@ class WebhookState(BaseModel):
     gave_up_reason: str | None = None
     log: list[WebhookAttempt] = Field(default_factory=list)  # the newest WEBHOOK_LOG_LIMIT attempts
 
+    @property
+    def next_retry_at(self) -> datetime | None:
+        """When the workflow's next attempt is due, while the delivery is `retrying`."""
+        if self.state is not WebhookDelivery.RETRYING:
+            return None
+        return next((a.next_retry_at for a in reversed(self.log) if a.next_retry_at), None)
+
     def with_attempt(self, attempt: WebhookAttempt, **fields: object) -> WebhookState:
         """This state after `attempt`, with the log capped at its newest entries."""
         log = [*self.log, attempt][-WEBHOOK_LOG_LIMIT:]

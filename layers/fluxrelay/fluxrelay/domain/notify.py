@@ -58,9 +58,8 @@ class NotifyService:
                 extra={"attempt": after.attempts, "reason": sent.error, "state": after.state},
             )
         wait = 0
-        retry_at = next((a.next_retry_at for a in reversed(after.log) if a.next_retry_at), None)
-        if after.state is WebhookDelivery.RETRYING and retry_at is not None:
-            wait = max(1, math.ceil((retry_at - now).total_seconds()))
+        if after.next_retry_at is not None:
+            wait = max(1, math.ceil((after.next_retry_at - now).total_seconds()))
         return NotifyOutput(job_id=job_id, attempt=after.attempts, webhook=after.state, wait_seconds=wait)
 
     def _after(self, hook: WebhookState, now: datetime, sent: Sent) -> WebhookState:
