@@ -177,6 +177,17 @@ def running_state(path: Path) -> dict[str, Any] | None:
     return dict(state) if healthy else None
 
 
+# `python -m fluxrelay_local`, which on Linux first asks for SIGTERM when its parent dies
+# (PR_SET_PDEATHSIG): a test run that is killed, or stopped by a timeout's SIGTERM that pytest
+# does not handle, leaves no orphaned stack holding its ports.
+_RUN_LOCAL_STACK = """
+import ctypes, runpy, signal, sys
+if sys.platform == "linux":
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+runpy.run_module("fluxrelay_local", run_name="__main__", alter_sys=True)
+"""
+
+
 @contextlib.contextmanager
 def started_local_stack(work_dir: Path) -> Iterator[dict[str, Any]]:
     """`python -m fluxrelay_local` (what `make run` runs) in its own process on free ports; yields
@@ -184,8 +195,8 @@ def started_local_stack(work_dir: Path) -> Iterator[dict[str, Any]]:
     env = {**os.environ, "API_PORT": "0", "UPSTREAM_PORT": "0", "AWS_PORT": "0"}
     log_path = work_dir / "local-stack.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fluxrelay_local"],
+        process = subprocess.Popen(  # noqa: S603 - our interpreter, our fixed script
+            [sys.executable, "-c", _RUN_LOCAL_STACK],
             cwd=work_dir,
             env=env,
             stdout=log,
