@@ -1,10 +1,13 @@
-"""The acceptance suite's deployed mode, against moto's CloudFormation: it finds the stack's
-outputs, issues temporary API keys into the stack's table and revokes them afterwards, and says
-clearly what is wrong with a stack it cannot use."""
+"""How the acceptance suite finds its stack. Deployed mode against moto's CloudFormation: it reads
+the stack's outputs, issues temporary API keys into the stack's table and revokes them
+afterwards, and says clearly what is wrong with a stack it cannot use. Local mode: a running
+stack is used only if its API answers."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ from moto import mock_aws
 
 from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
 from fluxrelay_local.deploy import load_template
-from tests.acceptance.target import REQUIRED_OUTPUTS, TargetError, deployed_target, target_from_env
+from tests.acceptance.target import (
+    REQUIRED_OUTPUTS,
+    TargetError,
+    deployed_target,
+    running_state,
+    target_from_env,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
@@ -133,3 +142,62 @@ def test_no_region_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     with pytest.raises(TargetError, match="no AWS region"):
         deployed_target("fluxrelay", None)
+
+
+# --------------------------------------------------------------------------- a running local stack
+@pytest.fixture
+def health_server() -> Iterator[str]:
+    """An HTTP server whose /health answers 200, standing in for a running local stack's API."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    @Request.application
+    def app(request: Request) -> Response:
+        return Response("{}", status=200 if request.path == "/health" else 404)
+
+    server = make_server("127.0.0.1", 0, app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def state_file(path: Path, api_url: str) -> Path:
+    state = {
+        "api_url": api_url,
+        "aws_endpoint_url": "http://127.0.0.1:9",
+        "region": "us-east-1",
+        "bucket": "b",
+        "table": "t",
+        "topic_arn": "arn:aws:sns:us-east-1:123456789012:t",
+        "upstream": "standin",
+        "url_policy": "development",
+    }
+    path.write_text(json.dumps(state), encoding="utf-8")
+    return path
+
+
+def test_a_running_local_stack_is_used_as_its_state_file_describes_it(
+    tmp_path: Path, health_server: str
+) -> None:
+    env = {"ACCEPTANCE_STACK_JSON": str(state_file(tmp_path / "stack.json", health_server))}
+
+    with target_from_env(tmp_path, env) as target:
+        assert not target.deployed
+        assert (target.api_url, target.bucket, target.url_policy) == (health_server, "b", "development")
+        assert target.endpoint_url == "http://127.0.0.1:9"
+        assert "the running local stack" in target.description
+
+
+def test_a_state_file_whose_api_does_not_answer_is_not_a_running_stack(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        stale = state_file(tmp_path / "stack.json", f"http://127.0.0.1:{probe.getsockname()[1]}")
+
+    assert running_state(stale) is None
+    assert running_state(tmp_path / "missing.json") is None
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    assert running_state(tmp_path / "broken.json") is None
