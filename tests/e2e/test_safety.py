@@ -287,6 +287,8 @@ def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
             401,
         )
         assert_envelope(caller.post("/api/v3/img2img/uploads", json={"prompt": "x"}), 401)
+        assert_envelope(caller.get("/api/v3/predictions"), 401)
+        assert_envelope(caller.post("/api/v3/predictions", json={"page": 1, "page_size": 10}), 401)
 
 
 def test_each_owner_has_their_own_webhook_secret_and_rotation(stack: LocalStack) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Literal, Unpack
 
 from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources
+from fluxrelay.domain.ports import JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.wire import Prediction
@@ -59,6 +60,23 @@ class MemoryJobStore:
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
+    def owned_page(self, owner: str, wanted: JobFilter, *, limit: int, after: JobPosition | None) -> JobPage:
+        ordered = sorted(
+            ((_position(job), job) for job in self.items.values() if job.owner == owner),
+            key=lambda pair: (pair[0].created_at, pair[0].job_id),
+            reverse=True,
+        )
+        if after is not None:
+            start = (after.created_at, after.job_id)
+            ordered = [(p, j) for p, j in ordered if (p.created_at, p.job_id) < start]
+        matching = [(p, j) for p, j in ordered if wanted.matches(j)]
+        page = matching[:limit]
+        more = len(matching) > limit
+        return JobPage([j.model_copy(deep=True) for _, j in page], page[-1][0] if more else None)
+
+    def count_owned(self, owner: str, wanted: JobFilter) -> int:
+        return sum(1 for job in self.items.values() if job.owner == owner and wanted.matches(job))
+
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         with self._lock:
             if job_id not in self.items:
@@ -75,6 +93,10 @@ class MemoryJobStore:
             total = {name: value + getattr(usage, name) for name, value in job.usage.model_dump().items()}
             self.items[job_id] = job.model_copy(update={"usage": JobUsage(**total)})
             self.writes += 1
+
+
+def _position(job: JobItem) -> JobPosition:
+    return JobPosition(created_at=job.model_dump(mode="json")["created_at"], job_id=job.job_id)
 
 
 class MemoryOutputStore:

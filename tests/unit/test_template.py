@@ -69,6 +69,8 @@ PARAMETER_ENV = {
     "MaxConcurrentUpstreamTasks": "MAX_CONCURRENT_UPSTREAM_TASKS",
     "DefaultRequestsPerMinute": "DEFAULT_REQUESTS_PER_MINUTE",
     "DefaultImagesPerDay": "DEFAULT_IMAGES_PER_DAY",
+    # jobs (the history) are kept as long as their images
+    "OutputRetentionDays": "JOB_TTL_DAYS",
 }
 RESOURCE_ENV = {"TABLE_NAME": "JobsTable", "BUCKET_NAME": "MediaBucket", "TOPIC_ARN": "JobEventsTopic"}
 WEBHOOK_SECRET_PREFIX = "${AWS::StackName}/webhook/"
@@ -76,6 +78,8 @@ ROUTES = {
     ("POST", "/api/v3/wavespeed-ai/flux-schnell-lora"): True,
     ("GET", "/api/v3/predictions/{id}/result"): True,
     ("GET", "/api/v3/predictions/{id}"): True,
+    ("POST", "/api/v3/predictions"): True,
+    ("GET", "/api/v3/predictions"): True,
     ("GET", "/api/v3/webhook/secret"): True,
     ("POST", "/api/v3/webhook/secret/rotate"): True,
     ("GET", "/api/v3/predictions/{id}/webhooks"): True,

@@ -23,6 +23,7 @@ from fluxrelay.api.presenter import PredictionPresenter
 from fluxrelay.domain.deliveries import WebhookDeliverer
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.fail import FailService
+from fluxrelay.domain.history import HistoryService
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.notify import NotifyService
 from fluxrelay.domain.outputs import OutputService
@@ -150,6 +151,10 @@ class Container:
         return OutputService(
             lifecycle=self.lifecycle, outputs=self.outputs, sources=source, settings=self.settings
         )
+
+    @cached_property
+    def history(self) -> HistoryService:
+        return HistoryService(self.jobs)
 
     @cached_property
     def fail(self) -> FailService:

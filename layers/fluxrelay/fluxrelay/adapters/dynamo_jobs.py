@@ -15,13 +15,18 @@ from typing import Any, Literal, Unpack
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import ConflictError, NotFoundError
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources, utcnow
+from fluxrelay.domain.ports import JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
+from fluxrelay.models.wire import UtcDatetime
 
+OWNER_INDEX = "by_owner"  # hash key owner, range key created_at (the template's GSI)
+# Index bounds in the exact text form `created_at` is stored in.
+_STORED_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 
@@ -62,6 +67,11 @@ def _from_item(item: dict[str, Any]) -> JobItem:
         if isinstance(data[name], str):
             data[name] = json.loads(data[name])
     return JobItem.model_validate(json.loads(json.dumps(data, default=_decimal)))
+
+
+def _position(key: dict[str, Any]) -> JobPosition:
+    """Where the index read ended: an item or a LastEvaluatedKey (both carry the index key)."""
+    return JobPosition(created_at=key["created_at"]["S"], job_id=key["pk"]["S"].removeprefix("JOB#"))
 
 
 def _decimal(value: Any) -> Any:
@@ -204,6 +214,76 @@ class DynamoJobStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+    # --- the owner index ---------------------------------------------------------------
+    # How many index reads one page may take when a filter skips most jobs; then the page
+    # ends early with a position to go on from.
+    _MAX_READS_PER_PAGE = 5
+
+    def owned_page(self, owner: str, wanted: JobFilter, *, limit: int, after: JobPosition | None) -> JobPage:
+        if wanted.statuses is not None and not wanted.statuses:
+            return JobPage([], None)  # no status wanted: DynamoDB has no empty `IN ()`
+        query = self._owner_query(owner, wanted)
+        start = None
+        if after is not None:
+            start = {
+                "pk": {"S": f"JOB#{after.job_id}"},
+                "owner": {"S": owner},  # the caller's owner, whatever the position says
+                "created_at": {"S": after.created_at},
+            }
+        found: list[dict[str, Any]] = []
+        for _ in range(self._MAX_READS_PER_PAGE):
+            # One more than asked for: then a full page knows whether another one follows.
+            page = self._client.query(
+                **query, Limit=limit + 1 - len(found), **({"ExclusiveStartKey": start} if start else {})
+            )
+            found.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if len(found) > limit or start is None:
+                break
+        if len(found) > limit:
+            found = found[:limit]
+            return JobPage([_from_item(i) for i in found], _position(found[-1]))
+        return JobPage([_from_item(i) for i in found], _position(start) if start else None)
+
+    def count_owned(self, owner: str, wanted: JobFilter) -> int:
+        if wanted.statuses is not None and not wanted.statuses:
+            return 0
+        query = self._owner_query(owner, wanted)
+        pages = self._client.get_paginator("query").paginate(**query, Select="COUNT")
+        return sum(int(page["Count"]) for page in pages)
+
+    def _owner_query(self, owner: str, wanted: JobFilter) -> dict[str, Any]:
+        names = {"#owner": "owner"}
+        values: dict[str, Any] = {":owner": {"S": owner}}
+        key = "#owner = :owner"
+        low, high = wanted.created_after, wanted.created_before
+        if low or high:
+            names["#created"] = "created_at"
+        if low and high:
+            key += " AND #created BETWEEN :low AND :high"
+        elif low:
+            key += " AND #created >= :low"
+        elif high:
+            key += " AND #created <= :high"
+        if low:
+            values[":low"] = {"S": _STORED_TIME.dump_python(low, mode="json")}
+        if high:
+            values[":high"] = {"S": _STORED_TIME.dump_python(high, mode="json")}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": key,
+            "ScanIndexForward": False,  # newest first
+        }
+        if wanted.statuses is not None:
+            names["#status"] = "status"
+            placeholders = []
+            for i, status in enumerate(sorted(wanted.statuses)):
+                values[f":s{i}"] = {"S": status.value}
+                placeholders.append(f":s{i}")
+            query["FilterExpression"] = f"#status IN ({', '.join(placeholders)})"
+        return {**query, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
 
     @staticmethod
     def _updates(fields: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Any], list[str]]:

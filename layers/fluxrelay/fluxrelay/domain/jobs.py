@@ -15,6 +15,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import BaseModel, Field
 
 from fluxrelay.domain.usage import JobUsage
+from fluxrelay.models.wire import UtcDatetime
 from fluxrelay.models.workflow import WebhookDelivery
 
 
@@ -151,7 +152,8 @@ class JobItem(BaseModel):
     upstream_outputs: list[str] = Field(default_factory=list)
     nsfw: list[bool] = Field(default_factory=list)
     inference_ms: int | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    # Fixed-width RFC 3339 text in the table, so the owner index sorts and filters by it exactly.
+    created_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     dispatched_at: datetime | None = None  # set once, right before the one upstream submit
     submitted_at: datetime | None = None

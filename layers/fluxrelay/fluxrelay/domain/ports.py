@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, Unpack
 
@@ -14,6 +15,41 @@ from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import Prediction
 from fluxrelay.models.workflow import WorkflowStart
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which of an owner's jobs a history call wants; None means any."""
+
+    statuses: frozenset[JobStatus] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def matches(self, job: JobItem) -> bool:
+        return (
+            (self.statuses is None or job.status in self.statuses)
+            and (self.created_after is None or job.created_at >= self.created_after)
+            and (self.created_before is None or job.created_at <= self.created_before)
+        )
+
+
+@dataclass(frozen=True)
+class JobPosition:
+    """A place in an owner's index: the index key of the last job read (its stored creation
+    time, exactly as stored, and its id)."""
+
+    created_at: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of jobs. `next` is where the following page starts, None after the last one; a
+    page may hold fewer jobs than asked for and still have a `next` (the store bounds how much
+    of the index one call reads, however sparse the filter)."""
+
+    items: list[JobItem]
+    next: JobPosition | None
 
 
 class JobStore(Protocol):
@@ -40,6 +76,13 @@ class JobStore(Protocol):
     def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
         """Set the webhook state only while its attempt count is still `expected_attempts`;
         None when another delivery (the workflow's, or a replay) recorded an attempt first."""
+
+    def owned_page(self, owner: str, wanted: JobFilter, *, limit: int, after: JobPosition | None) -> JobPage:
+        """Up to `limit` of `owner`'s jobs matching `wanted`, newest first, starting after
+        `after`, from the owner index (never a scan)."""
+
+    def count_owned(self, owner: str, wanted: JobFilter) -> int:
+        """How many of `owner`'s jobs match `wanted`."""
 
 
 class SlotPool(Protocol):

@@ -610,6 +610,10 @@ def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
         loc = tuple(error.get("loc", ()))
         if loc and loc[0] == "body":
             loc = loc[1:]
+        elif loc and loc[0] in ("query", "header"):
+            # A parameter is flat: its name is the last part, also when a model groups them
+            # (Powertools then adds the model's parameter name: ("query", "query", "limit")).
+            loc = loc[-1:]
         sentence = _sentence({**error, "loc": loc})
         if sentence not in sentences:
             sentences.append(sentence)
