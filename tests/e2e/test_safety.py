@@ -288,6 +288,7 @@ def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
         )
         assert_envelope(caller.post("/api/v3/img2img/uploads", json={"prompt": "x"}), 401)
         assert_envelope(caller.get("/api/v3/predictions"), 401)
+        assert_envelope(caller.post(f"/api/v3/predictions/{uuid.uuid4().hex}/cancel"), 401)
         assert_envelope(caller.post("/api/v3/predictions", json={"page": 1, "page_size": 10}), 401)
 
 

@@ -46,7 +46,7 @@ class MemoryJobStore:
     def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         with self._lock:
             job = self.items[job_id]
-            if getattr(job, field) is not None:
+            if getattr(job, field) is not None or job.status.terminal:
                 return False
             self.items[job_id] = job.model_copy(update={field: value})
             return True

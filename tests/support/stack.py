@@ -121,7 +121,7 @@ class Api:
     def wait_finished(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             data = self.result(job_id).json()["data"]
-            return data if data["status"] in ("completed", "failed", "timeout") else None
+            return data if data["status"] in ("completed", "failed", "timeout", "cancelled") else None
 
         return wait_for(probe, timeout=timeout, interval=self.poll_interval, what=f"job {job_id} to finish")
 

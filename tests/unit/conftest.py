@@ -1,8 +1,10 @@
-"""Fixtures for unit tests of the DynamoDB adapters against in-process moto."""
+"""Fixtures for unit tests: the DynamoDB adapters against in-process moto, and the in-memory
+world of the domain service tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -10,8 +12,32 @@ import pytest
 from moto import mock_aws
 
 from fluxrelay_local.moto_patches import atomic_dynamodb_writes
+from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 
 TABLE = "fluxrelay-unit-test"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves (`clock.now = ...`)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def world() -> dict[str, Any]:
+    """The in-memory fakes the domain services of one test share, and its clock."""
+    return {
+        "clock": Clock(),
+        "store": MemoryJobStore(),
+        "workflow": RecordingWorkflow(),
+        "secrets": FixedSecrets(),
+        "slots": MemorySlots(),
+    }
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,25 +35,12 @@ from fluxrelay.models.workflow import CaughtError, ResultRoute, WebhookDelivery
 from fluxrelay.observability import metrics
 from fluxrelay.settings import Settings
 from tests.fakes.memory import (
-    FixedSecrets,
-    MemoryJobStore,
     MemoryOutputSource,
     MemoryOutputStore,
-    MemorySlots,
     RecordingNotifier,
-    RecordingWorkflow,
     ScriptedSender,
 )
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.unit.conftest import T0
 
 
 class FakeUpstream:
@@ -93,19 +80,6 @@ def request(**fields: Any) -> GenerationRequest:
 def refuse_private(url: str) -> None:
     if "10.0.0." in url:
         raise UnsafeUrlError("webhook URL resolves to a private address")
-
-
-@pytest.fixture
-def world() -> dict[str, Any]:
-    clock = Clock()
-    store = MemoryJobStore()
-    return {
-        "clock": clock,
-        "store": store,
-        "workflow": RecordingWorkflow(),
-        "secrets": FixedSecrets(),
-        "slots": MemorySlots(),
-    }
 
 
 def lifecycle(world: dict[str, Any], **kw: Any) -> JobLifecycle:

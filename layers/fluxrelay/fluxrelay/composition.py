@@ -20,6 +20,7 @@ from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
+from fluxrelay.domain.cancel import CancelService
 from fluxrelay.domain.deliveries import WebhookDeliverer
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.fail import FailService
@@ -151,6 +152,10 @@ class Container:
         return OutputService(
             lifecycle=self.lifecycle, outputs=self.outputs, sources=source, settings=self.settings
         )
+
+    @cached_property
+    def cancel(self) -> CancelService:
+        return CancelService(self.lifecycle)
 
     @cached_property
     def history(self) -> HistoryService:

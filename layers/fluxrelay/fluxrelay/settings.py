@@ -25,6 +25,17 @@ class UrlPolicyName(StrEnum):
     DEVELOPMENT = "development"
 
 
+class CancelledOutputs(StrEnum):
+    """What happens to the images of a job cancelled while it ran upstream (which may still
+    finish and bill it)."""
+
+    # The workflow stops at once and notifies; images that arrive later are never fetched.
+    DISCARD = "discard"
+    # The workflow follows the upstream task to its end (within the deadline), stores its images
+    # on the cancelled job, then notifies: the images are kept because they are paid for.
+    KEEP = "keep"
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -63,6 +74,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(1, validation_alias="POLL_INTERVAL_SECONDS")
     poll_max_interval_seconds: int = Field(10, validation_alias="POLL_MAX_INTERVAL_SECONDS")
     job_deadline_seconds: int = Field(900, validation_alias="JOB_DEADLINE_SECONDS")
+    cancelled_outputs: CancelledOutputs = Field(
+        CancelledOutputs.DISCARD, validation_alias="CANCELLED_OUTPUTS"
+    )
     output_url_ttl_seconds: int = Field(3600, validation_alias="OUTPUT_URL_TTL_SECONDS")
     # How long a failing webhook is retried (at most an hour apart, with jitter): 24 h to 72 h.
     webhook_retry_span_seconds: int = Field(24 * 3600, ge=0, validation_alias="WEBHOOK_RETRY_SPAN_SECONDS")

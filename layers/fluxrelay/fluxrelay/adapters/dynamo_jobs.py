@@ -19,7 +19,15 @@ from pydantic import BaseModel, TypeAdapter
 
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import ConflictError, NotFoundError
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources, utcnow
+from fluxrelay.domain.jobs import (
+    TERMINAL,
+    JobFields,
+    JobItem,
+    JobStatus,
+    WebhookState,
+    allowed_sources,
+    utcnow,
+)
 from fluxrelay.domain.ports import JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.wire import UtcDatetime
@@ -27,6 +35,7 @@ from fluxrelay.models.wire import UtcDatetime
 OWNER_INDEX = "by_owner"  # hash key owner, range key created_at (the template's GSI)
 # Index bounds in the exact text form `created_at` is stored in.
 _STORED_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+_TERMINAL_VALUES = {f":ended{i}": status for i, status in enumerate(sorted(TERMINAL))}
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 
@@ -183,12 +192,18 @@ class DynamoJobStore:
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression="SET #f = :v",
-                # A marker cleared back to NULL counts as unset.
+                # A marker cleared back to NULL counts as unset; a job that has ended (e.g.
+                # cancelled) takes no marker, so nothing can be sent for it afterwards.
                 ConditionExpression=(
                     "attribute_exists(pk) AND (attribute_not_exists(#f) OR attribute_type(#f, :null))"
+                    f" AND NOT (#status IN ({', '.join(_TERMINAL_VALUES)}))"
                 ),
-                ExpressionAttributeNames={"#f": field},
-                ExpressionAttributeValues={":v": _to_attr(value), ":null": {"S": "NULL"}},
+                ExpressionAttributeNames={"#f": field, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":v": _to_attr(value),
+                    ":null": {"S": "NULL"},
+                    **{name: {"S": status.value} for name, status in _TERMINAL_VALUES.items()},
+                },
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from fluxrelay.api.bodies import read_bodies_as_json
 from fluxrelay.api.envelope import envelope, error_response, from_error
-from fluxrelay.api.routes import deliveries, history, predictions, uploads, webhooks
+from fluxrelay.api.routes import cancel, deliveries, history, predictions, uploads, webhooks
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.models.wire import Envelope, describe_errors
 from fluxrelay.observability import logger
@@ -33,8 +33,8 @@ def create_app() -> APIGatewayHttpResolver:
     way), and a router answers `current_event` through the last resolver that included it."""
     app = APIGatewayHttpResolver(enable_validation=True)
     read_bodies_as_json(app)
-    routers = (predictions.router, history.router, uploads.router, webhooks.router, deliveries.router)
-    for router in (*routers, playground_router):
+    routers = (predictions.router, cancel.router, history.router, uploads.router, webhooks.router)
+    for router in (*routers, deliveries.router, playground_router):
         app.include_router(router)
     app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
 

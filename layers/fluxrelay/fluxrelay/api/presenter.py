@@ -38,6 +38,8 @@ class PredictionPresenter:
             status=job.status.public,
             created_at=job.created_at,
             error=error,
+            error_type=job.error.type if job.error else None,
+            retryable=job.error.retryable if job.error else None,
             executionTime=inference,
             timings=Timings(inference=inference),
             metrics=self.metrics(job) if with_metrics else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
@@ -43,11 +43,17 @@ class Dispatcher:
     ) -> JobItem:
         """Returns the job with `upstream_id` set, or unchanged when it stays queued: no slot is
         free, or (`requeue_if_unsent`, for jobs the workflow dispatches) the upstream was certainly
-        not reached (connection refused, 429). Other failures fail the job and are raised."""
+        not reached (connection refused, 429); or as it now is when it ended before it could be
+        sent (cancelled). Other failures fail the job and are raised."""
         if not self.slots.acquire(job.job_id) and not (self._reap() and self.slots.acquire(job.job_id)):
             logger.info("upstream concurrency cap reached; job queued")
             return job
         if not self.store.claim(job.job_id, "dispatched_at", self.clock()):
+            current = self.store.get(job.job_id)
+            if current is not None and current.status.terminal:
+                # Cancelled (or timed out) while queued: never sent, never billed.
+                self.slots.release(job.job_id)
+                return current
             # A previous attempt got as far as sending (e.g. the function died before recording
             # the upstream id): the task may exist upstream, so never send it again.
             error = AmbiguousSubmitError("an earlier submit attempt for this job did not finish")
@@ -77,7 +83,7 @@ class Dispatcher:
             upstream_id=task.id,
             upstream_status=task.status,
             submitted_at=now,
-            deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
+            deadline_at=self.lifecycle.deadline(now, job.cancel_after_at),
         )
 
     def _reap(self) -> bool:

@@ -26,6 +26,7 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
@@ -37,7 +38,7 @@ class JobStatus(StrEnum):
         return JobStatus.CREATED.value if self is JobStatus.WAITING_UPLOAD else self.value
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT})
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.CANCELLED})
 
 # status -> the statuses it may be reached from. Nothing leaves a terminal status.
 _SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
@@ -47,6 +48,7 @@ _SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.COMPLETED: frozenset({JobStatus.CREATED, JobStatus.PROCESSING}),
     JobStatus.FAILED: frozenset({JobStatus.WAITING_UPLOAD, JobStatus.CREATED, JobStatus.PROCESSING}),
     JobStatus.TIMEOUT: frozenset({JobStatus.WAITING_UPLOAD, JobStatus.CREATED, JobStatus.PROCESSING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.WAITING_UPLOAD, JobStatus.CREATED, JobStatus.PROCESSING}),
 }
 
 
@@ -160,6 +162,9 @@ class JobItem(BaseModel):
     processing_at: datetime | None = None
     finished_at: datetime | None = None
     deadline_at: datetime | None = None
+    # The caller's own deadline (header Cancel-After), never later than the operator's; the
+    # deadline of every phase is capped by it.
+    cancel_after_at: datetime | None = None
     polls: int = 0
     outputs: list[OutputItem] = Field(default_factory=list)
     error: JobError | None = None
@@ -192,6 +197,7 @@ class JobFields(TypedDict, total=False):
     processing_at: datetime | None
     finished_at: datetime | None
     deadline_at: datetime | None
+    cancel_after_at: datetime | None
     polls: int
     outputs: list[OutputItem]
     error: JobError | None

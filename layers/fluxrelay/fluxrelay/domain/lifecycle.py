@@ -27,7 +27,7 @@ from fluxrelay.domain.jobs import (
 from fluxrelay.domain.ports import JobStore, Workflow
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import WorkflowStart
-from fluxrelay.settings import Settings
+from fluxrelay.settings import CancelledOutputs, Settings
 
 Clock = Callable[[], datetime]
 
@@ -59,11 +59,17 @@ class JobLifecycle:
         result_base_url: str = "",
         input_key: str | None = None,
         error: JobError | None = None,
+        cancel_after_seconds: int | None = None,
     ) -> JobItem:
         """Write a new job item (ConflictError if the id exists). `request` is None only for a
-        job recorded as failed because its parameters could not be read."""
+        job recorded as failed because its parameters could not be read. `cancel_after_seconds`
+        is the caller's own deadline, capped by the operator's."""
         now = self.clock()
         jid = job_id or new_job_id()
+        cancel_after_at = None
+        if cancel_after_seconds is not None:
+            cap = min(cancel_after_seconds, self.settings.job_deadline_seconds)
+            cancel_after_at = now + timedelta(seconds=cap)
         job = JobItem(
             job_id=jid,
             owner=owner,
@@ -79,13 +85,17 @@ class JobLifecycle:
             if result_base_url
             else "",
             input_key=input_key,
-            deadline_at=None
-            if status.terminal
-            else now + timedelta(seconds=self.settings.job_deadline_seconds),
+            deadline_at=None if status.terminal else self.deadline(now, cancel_after_at),
+            cancel_after_at=cancel_after_at,
             expires_at=int((now + timedelta(days=self.settings.job_ttl_days)).timestamp()),
         )
         self.store.create(job)
         return job
+
+    def deadline(self, now: datetime, cancel_after_at: datetime | None) -> datetime:
+        """The deadline of a phase that starts `now`: the operator's, or the caller's if sooner."""
+        operator = now + timedelta(seconds=self.settings.job_deadline_seconds)
+        return min(operator, cancel_after_at) if cancel_after_at else operator
 
     # --- read ---------------------------------------------------------------------------
     def load(self, job_id: str) -> JobItem:
@@ -127,6 +137,43 @@ class JobLifecycle:
 
     def fail(self, job_id: str, error: JobError) -> JobItem:
         return self.finish(job_id, JobStatus.FAILED, error=error)
+
+    def cancel(self, job: JobItem) -> JobItem | None:
+        """End `job` as `cancelled` unless it has ended already (then None).
+
+        Whether the upstream may bill it is read from `dispatched_at`: a dispatch claims it only
+        while the job is unfinished, so once this write has won, no submit can follow it."""
+        if job.status.terminal:
+            return None
+        sent = job.dispatched_at is not None
+        moved = self.store.transition(
+            job.job_id, JobStatus.CANCELLED, finished_at=self.clock(), error=self._cancelled(sent)
+        )
+        if moved is not None and (moved.dispatched_at is not None) != sent:
+            # It was dispatched since `job` was read.
+            moved = self.store.update(job.job_id, error=self._cancelled(not sent))
+        return moved
+
+    def keep_outputs(self, job_id: str, outputs: list[OutputItem]) -> JobItem:
+        """Attach the images of a cancelled job whose images the operator keeps (its status
+        stays `cancelled`)."""
+        return self.store.update(job_id, outputs=outputs)
+
+    def _cancelled(self, sent: bool) -> JobError:
+        if not sent:
+            return JobError(
+                type="cancelled", message="cancelled before it was sent upstream; nothing is billed"
+            )
+        kept = (
+            "; its images are kept if they arrive"
+            if self.settings.cancelled_outputs is CancelledOutputs.KEEP
+            else "; images that arrive later are discarded"
+        )
+        return JobError(
+            type="cancelled",
+            message="cancelled while running upstream, which has no cancel call: WaveSpeed may still bill it"
+            + kept,
+        )
 
     # --- workflows ----------------------------------------------------------------------
     def start_generation(self, job: JobItem, wait_seconds: int) -> JobItem:

@@ -14,7 +14,8 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import OutputSource, OutputStore
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import JobStatusOutput
-from fluxrelay.settings import Settings
+from fluxrelay.observability import logger
+from fluxrelay.settings import CancelledOutputs, Settings
 
 
 def output_key(job_id: str, index: int, fmt: str) -> str:
@@ -30,21 +31,37 @@ class OutputService:
 
     def store_outputs(self, job_id: str) -> JobStatusOutput:
         job = self.lifecycle.load(job_id)
+        if job.status is JobStatus.CANCELLED and self.settings.cancelled_outputs is CancelledOutputs.KEEP:
+            return self._keep_late_outputs(job)
         if job.status.terminal:
             return JobStatusOutput(job_id=job_id, status=job.status.value)
-        request = GenerationRequest.model_validate(job.request)
-        stored: list[OutputItem] = []
         try:
-            if not job.upstream_outputs:
-                raise OutputUnavailableError("the upstream reported completion but returned no outputs")
-            for index, source in enumerate(job.upstream_outputs):
-                nsfw = job.nsfw[index] if index < len(job.nsfw) else False
-                stored.append(self._copy(job, request, index, source, nsfw))
+            stored = self._copy_all(job)
         except OutputUnavailableError as exc:
             failed = self.lifecycle.fail(job_id, JobError(type="output_unavailable", message=exc.message))
             return JobStatusOutput(job_id=job_id, status=failed.status.value)
         done = self.lifecycle.finish(job_id, JobStatus.COMPLETED, outputs=stored)
         return JobStatusOutput(job_id=job_id, status=done.status.value)
+
+    def _keep_late_outputs(self, job: JobItem) -> JobStatusOutput:
+        """The images of a job cancelled while it ran upstream, kept by the operator's choice:
+        stored on the job, which stays cancelled."""
+        if job.upstream_outputs and not job.outputs:
+            try:
+                self.lifecycle.keep_outputs(job.job_id, self._copy_all(job))
+            except OutputUnavailableError as exc:
+                logger.info("the images of a cancelled job could not be kept", extra={"reason": exc.message})
+        return JobStatusOutput(job_id=job.job_id, status=job.status.value)
+
+    def _copy_all(self, job: JobItem) -> list[OutputItem]:
+        request = GenerationRequest.model_validate(job.request)
+        if not job.upstream_outputs:
+            raise OutputUnavailableError("the upstream reported completion but returned no outputs")
+        stored: list[OutputItem] = []
+        for index, source in enumerate(job.upstream_outputs):
+            nsfw = job.nsfw[index] if index < len(job.nsfw) else False
+            stored.append(self._copy(job, request, index, source, nsfw))
+        return stored
 
     def _copy(
         self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool

@@ -21,7 +21,7 @@ from fluxrelay.domain.ports import JobStore, Upstream
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
 from fluxrelay.observability import logger
-from fluxrelay.settings import Settings
+from fluxrelay.settings import CancelledOutputs, Settings
 
 Clock = Callable[[], datetime]
 
@@ -39,17 +39,20 @@ class PollService:
 
     def check(self, job_id: str) -> CheckResultOutput:
         job = self.lifecycle.load(job_id)
-        if job.status.terminal:
+        late = self._awaits_late_outputs(job)
+        if job.status.terminal and not late:
             return _ended(job)
         now = self.clock()
         if job.deadline_at and now >= job.deadline_at:
-            return self._time_out(job)
+            return _ended(job) if late else self._time_out(job, now)
         if not job.upstream_id:
             return self._dispatch_queued(job, now)
         usage.count("upstream_polls")
         try:
             result = self.upstream.get_result(job.upstream_id)
         except UnknownTaskError:
+            if late:
+                return _ended(job)
             error = JobError(type="upstream_task_gone", message="the upstream no longer knows this task")
             return _ended(self.lifecycle.fail(job_id, error))
         except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
@@ -83,6 +86,8 @@ class PollService:
                 job_id=job_id, status=status, next=ResultRoute.STORE_OUTPUTS, wait_seconds=0
             )
         if result.is_failed:
+            if late:
+                return _ended(job)
             message = result.error or f"the upstream task ended with status {result.status}"
             return _ended(
                 self.lifecycle.fail(job_id, JobError(type=f"upstream_{result.status}", message=message))
@@ -93,6 +98,16 @@ class PollService:
             )
         return self._again(job, now)
 
+    def _awaits_late_outputs(self, job: JobItem) -> bool:
+        """A job cancelled while it ran upstream, whose images the operator keeps: the workflow
+        follows its upstream task to the end before notifying."""
+        return (
+            job.status is JobStatus.CANCELLED
+            and self.settings.cancelled_outputs is CancelledOutputs.KEEP
+            and job.upstream_id is not None
+            and not job.upstream_outputs
+        )
+
     def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckResultOutput:
         """A job waiting for an upstream slot: try to submit it now."""
         request = GenerationRequest.model_validate(job.request)
@@ -100,6 +115,8 @@ class PollService:
             dispatched = self.dispatcher.dispatch(job, request, requeue_if_unsent=True)
         except UpstreamError:
             return _ended(self.lifecycle.load(job.job_id))  # the dispatcher recorded the failure
+        if dispatched.status.terminal:
+            return _ended(dispatched)  # cancelled while queued
         if dispatched.upstream_id:
             wait = self.settings.first_poll_seconds(request.num_images)
             return _waiting(dispatched, wait)
@@ -120,10 +137,13 @@ class PollService:
         self.store.update(job.job_id, polls=polls)
         return _waiting(job, self.next_wait(polls, job, now))
 
-    def _time_out(self, job: JobItem) -> CheckResultOutput:
-        error = JobError(
-            type="timeout", message=f"the job did not finish within {self.settings.job_deadline_seconds} s"
-        )
+    def _time_out(self, job: JobItem, now: datetime) -> CheckResultOutput:
+        if job.cancel_after_at and now >= job.cancel_after_at:
+            granted = round((job.cancel_after_at - job.created_at).total_seconds())
+            message = f"the job did not finish within its Cancel-After of {granted} s"
+        else:
+            message = f"the job did not finish within {self.settings.job_deadline_seconds} s"
+        error = JobError(type="timeout", message=message, retryable=True)
         return _ended(self.lifecycle.finish(job.job_id, JobStatus.TIMEOUT, error=error))
 
 

@@ -68,7 +68,8 @@ class JobStore(Protocol):
         """Set fields without changing the status; raises NotFoundError for an unknown job."""
 
     def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
-        """Set `field` only if it is not set yet; False when it was (a one-time marker)."""
+        """Set `field` only if it is not set yet and the job has not ended; False otherwise (a
+        one-time marker that no finished job takes)."""
 
     def add_usage(self, job_id: str, usage: JobUsage) -> None:
         """Add `usage` to the job's counters in one atomic write; nothing for an unknown job."""

@@ -37,6 +37,7 @@ class SubmitService:
         status: JobStatus = JobStatus.CREATED,
         job_id: str | None = None,
         input_key: str | None = None,
+        cancel_after_seconds: int | None = None,
     ) -> JobItem:
         """Check the webhook URL and write the job item (nothing is sent upstream yet)."""
         if webhook_url:
@@ -54,6 +55,7 @@ class SubmitService:
             webhook_url=webhook_url,
             result_base_url=result_base_url,
             input_key=input_key,
+            cancel_after_seconds=cancel_after_seconds,
         )
 
     def submit(
@@ -63,9 +65,17 @@ class SubmitService:
         *,
         webhook_url: str | None = None,
         result_base_url: str = "",
+        cancel_after_seconds: int | None = None,
     ) -> JobItem:
-        """Record the job, then submit it and start its workflow."""
-        job = self.new_job(owner, request, webhook_url=webhook_url, result_base_url=result_base_url)
+        """Record the job, then submit it and start its workflow. `cancel_after_seconds` is the
+        caller's deadline (header Cancel-After): unfinished by then, the job ends as `timeout`."""
+        job = self.new_job(
+            owner,
+            request,
+            webhook_url=webhook_url,
+            result_base_url=result_base_url,
+            cancel_after_seconds=cancel_after_seconds,
+        )
         return self.start(job, request)
 
     def start(self, job: JobItem, request: GenerationRequest) -> JobItem:

@@ -281,7 +281,7 @@ class UploadService:
             return self._fail(job.job_id, exc.message)
         # The at-least-once dedupe: only one delivery can move the job out of waiting_upload.
         # The job's own deadline starts now; until now it was the upload window.
-        deadline = self.lifecycle.clock() + timedelta(seconds=self.settings.job_deadline_seconds)
+        deadline = self.lifecycle.deadline(self.lifecycle.clock(), job.cancel_after_at)
         created = self.lifecycle.move(
             job.job_id, JobStatus.CREATED, request=request.model_dump(mode="json"), deadline_at=deadline
         )

@@ -46,6 +46,7 @@ from fluxrelay.settings import UrlPolicyName, get_settings
 
 __all__ = [
     "ALLOWED_UPLOAD_CONTENT_TYPES",
+    "CANCEL_AFTER_HEADER",
     "MAX_IMAGE_SIDE",
     "MAX_LORAS",
     "MAX_PROMPT_LENGTH",
@@ -80,6 +81,7 @@ __all__ = [
     "describe_validation_error",
     "enforce_lora_allowlist",
     "error_body",
+    "parse_cancel_after",
     "parse_json_object",
     "success",
 ]
@@ -401,6 +403,31 @@ class GenerationRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# --- Cancel-After -----------------------------------------------------------------------------
+CANCEL_AFTER_HEADER = "Cancel-After"
+_DURATION = re.compile(r"(?:([0-9]{1,5})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,7})s)?")
+CANCEL_AFTER_RULE = (
+    "Cancel-After must be a duration such as 45s, 5m, 1h or 1m30s (a bare number is seconds), at least 1 s"
+)
+
+
+def parse_cancel_after(value: str) -> int:
+    """The seconds of a `Cancel-After` header (the caller's deadline for the job, as Replicate
+    names it), or an InvalidRequestError naming the header."""
+    text = value.strip().lower()
+    if text.isdigit() and len(text) <= 7:
+        seconds = int(text)
+    else:
+        found = _DURATION.fullmatch(text)
+        if not text or found is None:
+            raise InvalidRequestError(CANCEL_AFTER_RULE)
+        hours, minutes, secs = (int(part or 0) for part in found.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds < 1:
+        raise InvalidRequestError(CANCEL_AFTER_RULE)
+    return seconds
+
+
 # --- prediction -----------------------------------------------------------------------------
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
@@ -452,7 +479,8 @@ class Prediction(BaseModel):
     """WaveSpeed's prediction object (result GET, submit answer, webhook body).
 
     Unknown keys are ignored, so the same model parses upstream answers (webhooks sometimes add
-    `input`). `code` is only set for the sync-mode timeout shape (5004) and is omitted otherwise.
+    `input`). `code` is only set for the sync-mode timeout shape (5004) and is omitted otherwise;
+    `error_type` and `retryable` are our additions, set when the job has an error.
     Serialise with `model_dump(mode="json", by_alias=True, exclude_none=True)`.
     """
 
@@ -471,6 +499,19 @@ class Prediction(BaseModel):
     # Omitted unless set, however the model is dumped (Powertools re-serialises responses).
     code: int | None = Field(None, exclude_if=lambda v: v is None)
     metrics: PredictionMetrics | None = Field(None, exclude_if=lambda v: v is None)
+    # Ours, beside WaveSpeed's `error` text (its clients ignore unknown fields): the kind of
+    # error, so a client can branch without parsing text, and whether submitting the same
+    # request again may succeed. Only present when the job has an error.
+    error_type: str | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="Why the job ended without images, e.g. timeout, cancelled, upstream_failed.",
+    )
+    retryable: bool | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="Whether the same request may succeed if sent again.",
+    )
 
 
 # --- envelope -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from pydantic import BaseModel
 
 from fluxrelay import composition
@@ -19,7 +19,14 @@ from fluxrelay.api.idempotency import IdempotentOutcome
 from fluxrelay.domain import usage
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.domain.jobs import JobItem
-from fluxrelay.models.wire import Envelope, GenerationRequest, Prediction, enforce_lora_allowlist
+from fluxrelay.models.wire import (
+    CANCEL_AFTER_HEADER,
+    Envelope,
+    GenerationRequest,
+    Prediction,
+    enforce_lora_allowlist,
+    parse_cancel_after,
+)
 from fluxrelay.observability import logger, metrics, tracer
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
@@ -50,17 +57,30 @@ def _present(job: JobItem, headers: dict[str, str] | None = None, *, with_metric
 def submit(
     request: Annotated[GenerationRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
+    cancel_after: Annotated[
+        str | None,
+        Header(
+            alias=CANCEL_AFTER_HEADER,
+            description="Your deadline for the job, e.g. 45s, 5m or 1h (capped by the operator's): "
+            "unfinished by then, it ends as timeout.",
+        ),
+    ] = None,
 ) -> Response[Envelope[Prediction]]:
     event = http_event(router)
     owner = require_owner(event)
     c = composition.container()
     request = enforce_lora_allowlist(request, c.settings.lora_allowlist)
+    cancel_after_seconds = parse_cancel_after(cancel_after) if cancel_after is not None else None
 
     def work() -> SubmitOutcome:
         take_quota(event, c.limiter, c.settings, request.num_images)
         try:
             job = c.submit.submit(
-                owner, request, webhook_url=webhook, result_base_url=base_url(event, c.settings)
+                owner,
+                request,
+                webhook_url=webhook,
+                result_base_url=base_url(event, c.settings),
+                cancel_after_seconds=cancel_after_seconds,
             )
         except FluxRelayError as exc:
             if exc.retryable or exc.http_status == 429:
@@ -68,7 +88,11 @@ def submit(
             return SubmitOutcome(error=RefusedSubmit(status=exc.http_status, message=exc.message))
         return SubmitOutcome(job_id=job.job_id)
 
-    payload = {"body": request.model_dump(mode="json"), "webhook": webhook}
+    payload = {
+        "body": request.model_dump(mode="json"),
+        "webhook": webhook,
+        "cancel_after_seconds": cancel_after_seconds,
+    }
     outcome, headers = c.idempotency.once_per_key(
         event.headers, router.lambda_context, owner, "submit", payload, work, SubmitOutcome
     )
