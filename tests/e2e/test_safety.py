@@ -292,6 +292,18 @@ def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
         assert_envelope(caller.post("/api/v3/predictions", json={"page": 1, "page_size": 10}), 401)
 
 
+def test_without_allowed_origins_there_is_no_cors(stack: LocalStack, alice: Api) -> None:
+    preflight = httpx.options(
+        f"{stack.api_url}/api/v3/predictions",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"},
+    )
+    answer = alice.get("/api/v3/predictions", headers={"Origin": "https://app.example.com"})
+
+    assert_envelope(preflight, 404)
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in answer.headers
+
+
 def test_each_owner_has_their_own_webhook_secret_and_rotation(stack: LocalStack) -> None:
     carol, dave = api_for(stack, "carol"), api_for(stack, "dave")
     carols = assert_envelope(carol.get("/api/v3/webhook/secret"), 200)["data"]["secret"]

@@ -1,7 +1,8 @@
 """Hostile input, proven: schemathesis generates requests from the OpenAPI document the local
 stack serves (`GET /openapi.json`, built from the same models) and sends them with a valid API
 key. Whatever it sends: no 5xx, and every answer of a routed operation is the envelope
-`{code, message, data}` with `code` equal to the HTTP status.
+`{code, message, data}` with `code` equal to the HTTP status, with a status and a body the
+document declares for that operation.
 
 Valid bodies create real jobs on the stand-in (that is fine). Host names in generated webhook
 URLs are never looked up: the SSRF guard's resolver is replaced by one that finds nothing, so
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from fluxrelay import urlguard
 from fluxrelay_local.stack import LocalStack
@@ -68,3 +70,5 @@ def test_no_5xx_and_every_answer_is_the_envelope(case: Any, stack: LocalStack, a
     assert set(body) == {"code", "message", "data"}, where
     assert body["code"] == response.status_code, where
     assert isinstance(body["message"], str), where
+    # The document lists every answer a route gives: its status is one of them, with that schema.
+    case.validate_response(response, checks=[status_code_conformance, response_schema_conformance])

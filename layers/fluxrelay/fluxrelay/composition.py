@@ -7,6 +7,7 @@ at import time.
 
 from __future__ import annotations
 
+import sys
 from functools import cached_property, lru_cache
 
 from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
@@ -216,4 +217,7 @@ def reset() -> None:
 
     get_settings.cache_clear()
     container.cache_clear()
+    api = sys.modules.get("fluxrelay.api.app")
+    if api is not None:
+        api.create_app.cache_clear()  # the resolver takes its CORS origins from the settings
     parameters.clear_caches()

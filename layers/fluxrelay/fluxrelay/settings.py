@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="LORA_ALLOWLIST"
     )
     max_output_bytes: int = Field(25 * 1024 * 1024, validation_alias="MAX_OUTPUT_BYTES")
+    # Browser origins allowed to call the API (CORS), comma-separated; empty = none (no CORS
+    # headers, preflights are 404s). "*" allows any origin.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CORS_ALLOWED_ORIGINS"
+    )
 
     # --- uploads and img2img by upload ---
     # Lifetime of a presigned PUT for `POST /api/v3/media/uploads`.
@@ -127,10 +132,10 @@ class Settings(BaseSettings):
         """The wait before a submitted job's first result check: its expected inference time."""
         return math.ceil(self.expected_seconds_per_image * num_images)
 
-    @field_validator("lora_allowlist", mode="before")
+    @field_validator("lora_allowlist", "cors_allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
-        # LORA_ALLOWLIST is a comma-separated list of allowed LoRA ids or prefixes.
+        # LORA_ALLOWLIST (allowed LoRA ids or prefixes) and CORS_ALLOWED_ORIGINS are comma-separated.
         return _split_csv(value)
 
 

@@ -11,44 +11,77 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from pydantic import BaseModel
 
+from fluxrelay.api import openapi
 from fluxrelay.api.bodies import read_bodies_as_json
 from fluxrelay.api.envelope import envelope, error_response, from_error
+from fluxrelay.api.openapi import ContractResolver
 from fluxrelay.api.routes import cancel, deliveries, history, predictions, uploads, webhooks
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.models.wire import Envelope, describe_errors
 from fluxrelay.observability import logger
 from fluxrelay.playground import router as playground_router
+from fluxrelay.settings import get_settings
+
+
+class Health(BaseModel):
+    status: str
+
+
+class HealthEnvelope(Envelope[Health]):
+    pass
+
+
+def _cors(origins: list[str]) -> CORSConfig | None:
+    """CORS for the operator's browser origins; None (no CORS at all) when there are none. With
+    it, Powertools answers preflights (OPTIONS) itself and adds the headers to every answer of an
+    allowed origin."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origin=origins[0],
+        extra_origins=origins[1:],
+        allow_headers=["Idempotency-Key", "Cancel-After"],  # besides Authorization, Content-Type
+        expose_headers=["Retry-After", "Idempotent-Replayed"],
+        max_age=600,
+    )
 
 
 @lru_cache(maxsize=1)
 def create_app() -> APIGatewayHttpResolver:
     """The resolver of this process. Built once: the routers are module-level (the Powertools
     way), and a router answers `current_event` through the last resolver that included it."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = ContractResolver(enable_validation=True, cors=_cors(get_settings().cors_allowed_origins))
     read_bodies_as_json(app)
     routers = (predictions.router, cancel.router, history.router, uploads.router, webhooks.router)
     for router in (*routers, deliveries.router, playground_router):
         app.include_router(router)
-    app.enable_swagger(path="/swagger", title="fluxrelay", version="1.0.0")
+    openapi.configure(app)
 
-    @app.get("/health")
-    def health() -> Response[Envelope[dict[str, str]]]:
-        return envelope({"status": "ok"})
+    @app.get(
+        "/health",
+        summary="Check that the API answers",
+        tags=[openapi.SERVICE],
+        security=openapi.PUBLIC,
+        responses=openapi.responses(HealthEnvelope),
+    )
+    def health() -> Response[HealthEnvelope]:
+        return envelope(Health(status="ok"))
 
-    @app.get("/openapi.json")
-    def openapi() -> Response[dict[str, Any]]:
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document() -> Response[dict[str, Any]]:
         return Response(
             status_code=200,
             content_type="application/json",
             # A dict, not the JSON text: the route's response model (a dict) is validated.
-            body=json.loads(app.get_openapi_json_schema(title="fluxrelay")),
+            body=json.loads(app.get_openapi_json_schema()),
         )
 
     _handle_errors(app)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 
-from fluxrelay.models.wire import Prediction, _rule, _violation, _whole_number
+from fluxrelay.models.wire import Envelope, Prediction, _rule, _violation, _whole_number
 
 MAX_PAGE_SIZE = 100
 # The page call reads and skips every item before the page it answers (DynamoDB has no offset):
@@ -104,3 +104,11 @@ class PredictionCursorPage(BaseModel):
 
     items: list[Prediction]
     next_cursor: str | None = None
+
+
+class PredictionPageEnvelope(Envelope[PredictionPage]):
+    pass
+
+
+class PredictionCursorPageEnvelope(Envelope[PredictionCursorPage]):
+    pass

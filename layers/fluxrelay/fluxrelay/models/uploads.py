@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from fluxrelay.models.wire import (
     ALLOWED_UPLOAD_CONTENT_TYPES,
     MAX_UPLOAD_BYTES,
+    Envelope,
     GenerationRequest,
     PredictionUrls,
     UploadSpec,
@@ -94,3 +95,7 @@ class Img2ImgUploadTicket(BaseModel):
     urls: PredictionUrls
     status: Literal["created"] = "created"
     upload: UploadSpec
+
+
+class Img2ImgUploadTicketEnvelope(Envelope[Img2ImgUploadTicket]):
+    pass

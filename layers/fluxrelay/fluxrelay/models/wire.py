@@ -56,7 +56,9 @@ __all__ = [
     "MIN_IMAGE_SIDE",
     "MODEL_ID",
     "BinaryUpload",
+    "BinaryUploadEnvelope",
     "Envelope",
+    "ErrorEnvelope",
     "GenerationRequest",
     "HttpsUrl",
     "ImageSize",
@@ -67,16 +69,22 @@ __all__ = [
     "OptionalHttpsUrl",
     "OutputFormat",
     "Prediction",
+    "PredictionEnvelope",
     "PredictionMetrics",
     "PredictionUrls",
     "Prompt",
+    "RotatedWebhookSecret",
+    "RotatedWebhookSecretEnvelope",
     "Seed",
     "Strength",
     "Timings",
     "UploadSpec",
     "UploadTicket",
+    "UploadTicketEnvelope",
     "UploadTicketRequest",
     "UtcDatetime",
+    "WebhookSecret",
+    "WebhookSecretEnvelope",
     "describe_errors",
     "describe_validation_error",
     "enforce_lora_allowlist",
@@ -521,6 +529,9 @@ DataT = TypeVar("DataT")
 class Envelope(BaseModel, Generic[DataT]):
     """`{"code", "message", "data"}`; `code` mirrors the HTTP status. Mainly for OpenAPI and parsing.
 
+    Routes answer a named subclass (`PredictionEnvelope`), so the OpenAPI document names its
+    schemas in words rather than pydantic's "Envelope_Prediction_".
+
     Build bodies with `success()` / `error_body()`; do not dump an error envelope with
     `exclude_none=True` (that would drop the required `"data": null`).
     """
@@ -528,6 +539,18 @@ class Envelope(BaseModel, Generic[DataT]):
     code: int
     message: str
     data: DataT | None = None
+
+
+class PredictionEnvelope(Envelope[Prediction]):
+    pass
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer: `code` is the HTTP status, `message` says what is wrong in words."""
+
+    code: int
+    message: str
+    data: None = None
 
 
 def success(data: Any) -> dict[str, Any]:
@@ -591,6 +614,10 @@ class UploadTicket(BaseModel):
     upload: UploadSpec
 
 
+class UploadTicketEnvelope(Envelope[UploadTicket]):
+    pass
+
+
 class BinaryUpload(BaseModel):
     """Answer of the multipart `POST /api/v3/media/upload/binary`."""
 
@@ -598,6 +625,32 @@ class BinaryUpload(BaseModel):
     download_url: str
     filename: str
     size: int
+
+
+class BinaryUploadEnvelope(Envelope[BinaryUpload]):
+    pass
+
+
+# --- webhook signing secret -------------------------------------------------------------------
+class WebhookSecret(BaseModel):
+    """Answer of `GET /api/v3/webhook/secret`, as WaveSpeed's."""
+
+    secret: str
+
+
+class RotatedWebhookSecret(WebhookSecret):
+    """Answer of `POST /api/v3/webhook/secret/rotate`: the new secret, and until when (epoch
+    seconds) deliveries are also signed with the previous one."""
+
+    previous_valid_until: int | None = None
+
+
+class WebhookSecretEnvelope(Envelope[WebhookSecret]):
+    pass
+
+
+class RotatedWebhookSecretEnvelope(Envelope[RotatedWebhookSecret]):
+    pass
 
 
 # --- error messages -------------------------------------------------------------------------

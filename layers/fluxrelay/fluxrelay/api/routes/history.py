@@ -13,16 +13,19 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from fluxrelay import composition
+from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event, require_owner
 from fluxrelay.api.envelope import envelope
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.models.history import (
     PredictionCursorPage,
+    PredictionCursorPageEnvelope,
     PredictionListQuery,
     PredictionListRequest,
     PredictionPage,
+    PredictionPageEnvelope,
 )
-from fluxrelay.models.wire import Envelope, Prediction
+from fluxrelay.models.wire import Prediction
 
 router = Router()
 
@@ -38,17 +41,29 @@ def _present(jobs: list[JobItem]) -> list[Prediction]:
     return [presenter.present(job, allow_base64=False) for job in jobs]
 
 
-@router.post("/api/v3/predictions")
+@router.post(
+    "/api/v3/predictions",
+    summary="List your predictions by page",
+    description="WaveSpeed's list call: `total` and one page of your predictions, newest first.",
+    tags=[openapi.HISTORY],
+    responses=openapi.responses(PredictionPageEnvelope, 400, 401, 415),
+)
 def list_predictions_by_page(
     request: Annotated[PredictionListRequest, Body()],
-) -> Response[Envelope[PredictionPage]]:
+) -> Response[PredictionPageEnvelope]:
     total, jobs = composition.container().history.page(_owner(), request)
     return envelope(PredictionPage(page=request.page, total=total, items=_present(jobs)))
 
 
-@router.get("/api/v3/predictions")
+@router.get(
+    "/api/v3/predictions",
+    summary="List your predictions with a cursor",
+    description="Your predictions, newest first; pass `next_cursor` back as `cursor` for the next page.",
+    tags=[openapi.HISTORY],
+    responses=openapi.responses(PredictionCursorPageEnvelope, 400, 401),
+)
 def list_predictions(
     query: Annotated[PredictionListQuery, Query()],
-) -> Response[Envelope[PredictionCursorPage]]:
+) -> Response[PredictionCursorPageEnvelope]:
     jobs, next_cursor = composition.container().history.listing(_owner(), query)
     return envelope(PredictionCursorPage(items=_present(jobs), next_cursor=next_cursor))

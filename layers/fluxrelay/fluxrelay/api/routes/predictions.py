@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 from pydantic import BaseModel
 
 from fluxrelay import composition
+from fluxrelay.api import openapi
 from fluxrelay.api.auth import base_url, http_event, require_owner, take_quota
 from fluxrelay.api.envelope import envelope, error_response
 from fluxrelay.api.idempotency import IdempotentOutcome
@@ -21,9 +22,8 @@ from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.models.wire import (
     CANCEL_AFTER_HEADER,
-    Envelope,
     GenerationRequest,
-    Prediction,
+    PredictionEnvelope,
     enforce_lora_allowlist,
     parse_cancel_after,
 )
@@ -52,11 +52,20 @@ def _present(job: JobItem, headers: dict[str, str] | None = None, *, with_metric
     return envelope(prediction, headers=headers)
 
 
-@router.post(SUBMIT_PATH)
+@router.post(
+    SUBMIT_PATH,
+    summary="Submit a generation",
+    description="Validates the body strictly (unknown fields are refused, never billed), records the job "
+    "and sends it upstream; the answer is the prediction with `status: created`, or with "
+    "`enable_sync_mode` the finished one.",
+    tags=[openapi.PREDICTIONS],
+    responses=openapi.responses(PredictionEnvelope, 400, 401, 409, 415, 422, 429, 502, 503),
+)
 @tracer.capture_method
 def submit(
     request: Annotated[GenerationRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,
+    idempotency_key: openapi.IdempotencyKey = None,
     cancel_after: Annotated[
         str | None,
         Header(
@@ -65,7 +74,7 @@ def submit(
             "unfinished by then, it ends as timeout.",
         ),
     ] = None,
-) -> Response[Envelope[Prediction]]:
+) -> Response[PredictionEnvelope]:
     event = http_event(router)
     owner = require_owner(event)
     c = composition.container()
@@ -125,13 +134,23 @@ def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
     return envelope(prediction, headers=headers)
 
 
-@router.get("/api/v3/predictions/<job_id>/result")
-def get_result(job_id: str) -> Response[Envelope[Prediction]]:
+@router.get(
+    "/api/v3/predictions/<job_id>/result",
+    summary="Get a prediction's result",
+    tags=[openapi.PREDICTIONS],
+    responses=openapi.responses(PredictionEnvelope, 401, 404),
+)
+def get_result(job_id: str) -> Response[PredictionEnvelope]:
     job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
     return _present(job, with_metrics=True)
 
 
-@router.get("/api/v3/predictions/<job_id>")
-def get_prediction(job_id: str) -> Response[Envelope[Prediction]]:
+@router.get(
+    "/api/v3/predictions/<job_id>",
+    summary="Get a prediction",
+    tags=[openapi.PREDICTIONS],
+    responses=openapi.responses(PredictionEnvelope, 401, 404),
+)
+def get_prediction(job_id: str) -> Response[PredictionEnvelope]:
     job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
     return _present(job, with_metrics=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from fluxrelay import composition
+from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event, require_owner
 from fluxrelay.api.envelope import envelope
-from fluxrelay.models.wire import Envelope
+from fluxrelay.models.wire import (
+    RotatedWebhookSecret,
+    RotatedWebhookSecretEnvelope,
+    WebhookSecret,
+    WebhookSecretEnvelope,
+)
 
 router = Router()
 
@@ -19,14 +23,25 @@ def _owner() -> str:
     return require_owner(http_event(router))
 
 
-@router.get("/api/v3/webhook/secret")
-def webhook_secret() -> Response[Envelope[dict[str, str]]]:
-    return envelope({"secret": composition.container().webhook_secrets.current(_owner())})
+@router.get(
+    "/api/v3/webhook/secret",
+    summary="Get your webhook signing secret",
+    tags=[openapi.WEBHOOKS],
+    responses=openapi.responses(WebhookSecretEnvelope, 401),
+)
+def webhook_secret() -> Response[WebhookSecretEnvelope]:
+    return envelope(WebhookSecret(secret=composition.container().webhook_secrets.current(_owner())))
 
 
-@router.post("/api/v3/webhook/secret/rotate")
-def rotate_webhook_secret() -> Response[Envelope[dict[str, Any]]]:
+@router.post(
+    "/api/v3/webhook/secret/rotate",
+    summary="Rotate your webhook signing secret",
+    description="A new secret; deliveries are signed with both until `previous_valid_until`.",
+    tags=[openapi.WEBHOOKS],
+    responses=openapi.responses(RotatedWebhookSecretEnvelope, 401),
+)
+def rotate_webhook_secret() -> Response[RotatedWebhookSecretEnvelope]:
     owner = _owner()
     c = composition.container()
     doc = c.webhook_secrets.rotate(owner, c.settings.webhook_rotation_grace_seconds)
-    return envelope({"secret": doc["current"], "previous_valid_until": doc["previous_until"]})
+    return envelope(RotatedWebhookSecret(secret=doc["current"], previous_valid_until=doc["previous_until"]))
