@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,11 +24,11 @@ TAGS = {"Predictions", "History", "Uploads", "Webhooks", "Service"}
 
 
 @pytest.fixture(scope="module")
-def api() -> ModuleType:
+def api() -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
         patch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-        return load_handler("api")
+        yield load_handler("api")
 
 
 def get(api: ModuleType, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:

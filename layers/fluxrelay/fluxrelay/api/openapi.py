@@ -38,7 +38,7 @@ TAGS = [
     Tag(name=PREDICTIONS, description="Submit generations, read and cancel them."),
     Tag(name=HISTORY, description="Your own predictions, newest first."),
     Tag(name=UPLOADS, description="Images to use as img2img sources, and img2img by upload."),
-    Tag(name=WEBHOOKS, description="Signed job notifications: your signing secret."),
+    Tag(name=WEBHOOKS, description="Signed job notifications: your signing secret, delivery logs, replays."),
     Tag(name=SERVICE, description="Health."),
 ]
 

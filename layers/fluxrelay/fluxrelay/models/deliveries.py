@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fluxrelay.models.wire import UtcDatetime
+from fluxrelay.models.wire import Envelope, UtcDatetime
 
 
 class WebhookAttemptRecord(BaseModel):
@@ -42,3 +42,7 @@ class WebhookDeliveryLog(BaseModel):
     gave_up_at: UtcDatetime | None = None
     gave_up_reason: str | None = None
     items: list[WebhookAttemptRecord]
+
+
+class WebhookDeliveryLogEnvelope(Envelope[WebhookDeliveryLog]):
+    pass
