@@ -33,7 +33,7 @@ def _usage_lines(stack: LocalStack) -> list[str]:
         "Then fetch the result with the returned data.id:",
         f'  curl -s {api}/api/v3/predictions/<id>/result -H "Authorization: Bearer {key}"',
         "",
-        f"State: {stack.state_file}   More keys: python -m fluxrelay_local.keys create --owner NAME",
+        f"State: {stack.state_file}   More keys: fluxrelay keys create --owner NAME",
         "Ctrl-C stops everything.",
     ]
 

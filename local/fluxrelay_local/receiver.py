@@ -1,8 +1,9 @@
 """A webhook receiver on 127.0.0.1, for developers, the tests and the benchmark.
 
 It records every successful delivery (headers, raw body, arrival time) and can answer a script
-of statuses first (e.g. 500 then 200) to exercise redelivery. Waiting is on a condition
-variable, never on fixed sleeps.
+of statuses first (e.g. 500 then 200) to exercise redelivery, then whatever `respond` decides
+(`fluxrelay receiver` verifies signatures there). Waiting is on a condition variable, never on
+fixed sleeps.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ class Delivery:
 
 
 class WebhookReceiver:
-    def __init__(self, statuses: Iterable[int] = (), host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        statuses: Iterable[int] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        respond: Callable[[Delivery], int] | None = None,
+    ) -> None:
         self.statuses = list(statuses)
+        self.respond = respond
         self.deliveries: list[Delivery] = []
         self.attempts = 0
         self._changed = threading.Condition()
@@ -41,17 +49,25 @@ class WebhookReceiver:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
+        delivery = Delivery(dict(request.headers), request.get_data(), time.time())
         with self._changed:
             self.attempts += 1
-            status = self.statuses.pop(0) if self.statuses else 200
+            if self.statuses:
+                status = self.statuses.pop(0)
+            else:
+                status = self.respond(delivery) if self.respond else 200
             if status < 300:
-                self.deliveries.append(Delivery(dict(request.headers), request.get_data(), time.time()))
+                self.deliveries.append(delivery)
             self._changed.notify_all()
         return Response("ok", status=status)(environ, start_response)
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/hook"
+        return f"http://127.0.0.1:{self.port}/hook"
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()

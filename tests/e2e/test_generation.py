@@ -25,6 +25,7 @@ from fluxrelay_local.standin import Faults, _ApiError
 from tests.support.stack import (
     Api,
     WebhookReceiver,
+    end_hanging_job,
     job_item,
     settings_env,
     sns_events_for,
@@ -105,18 +106,6 @@ def jobs_with_marker(stack: LocalStack, marker: str) -> list[dict[str, Any]]:
             if item["pk"]["S"].startswith("JOB#") and marker in str(item.get("request", {})):
                 found.append(job_item(stack, item["pk"]["S"].removeprefix("JOB#")))
     return found
-
-
-def end_hanging_job(stack: LocalStack, api: Api, job_id: str) -> dict[str, Any]:
-    """Move the job's deadline into the past; the workflow's next check times it out."""
-    wait_for(lambda: (job_item(stack, job_id) or {}).get("upstream_id"), what="the upstream id")
-    stack.client("dynamodb").update_item(
-        TableName=stack.table,
-        Key={"pk": {"S": f"JOB#{job_id}"}},
-        UpdateExpression="SET deadline_at = :past",
-        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00Z"}},
-    )
-    return api.wait_finished(job_id)
 
 
 def verified(delivery: Any, secret: str) -> dict[str, Any]:

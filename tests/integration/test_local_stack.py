@@ -337,25 +337,6 @@ class TestFixtureStack:
 
         assert poll(seen) == ["img2img/photo 1.png"]
 
-    # --- keys CLI ---------------------------------------------------------------------------------
-    def test_keys_cli_creates_and_revokes_a_key_on_the_local_stack(
-        self, stack: LocalStack, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-        from fluxrelay_local import keys
-
-        state = ["--state-file", str(stack.state_file)]
-        assert keys.main(["create", "--owner", "bob", "--rpm", "7", *state]) == 0
-        key = capsys.readouterr().out.strip()
-        store = DynamoApiKeyStore(stack.table, client=stack.client("dynamodb"))
-        found = store.lookup(key)
-        assert found is not None
-        assert (found.owner, found.requests_per_minute) == ("bob", 7)
-
-        assert keys.main(["revoke", found.key_id, *state]) == 0
-        assert store.lookup(key) is None
-        assert keys.main(["revoke", "zzzzzzzzzzzz", *state]) == 1  # not hex: matches no key
-
 
 # --- pure emulator behaviour (no stack) -------------------------------------------------------
 def test_integration_timeout_is_503() -> None:

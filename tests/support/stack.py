@@ -201,6 +201,18 @@ def sns_events_for(drain: Callable[[], list[dict[str, Any]]], job_id: str) -> li
     return [e for e in map(sns_event, drain()) if e.get("job_id") == job_id]
 
 
+def end_hanging_job(stack: LocalStack, api: Api, job_id: str) -> dict[str, Any]:
+    """Move the job's deadline into the past; the workflow's next check times it out."""
+    wait_for(lambda: (job_item(stack, job_id) or {}).get("upstream_id"), what="the upstream id")
+    stack.client("dynamodb").update_item(
+        TableName=stack.table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET deadline_at = :past",
+        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00Z"}},
+    )
+    return api.wait_finished(job_id)
+
+
 @contextmanager
 def settings_env(**values: str) -> Iterator[None]:
     """Run handlers with changed settings (the process environment, e.g. SYNC_WAIT_SECONDS="1"),

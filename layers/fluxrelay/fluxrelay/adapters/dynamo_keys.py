@@ -52,17 +52,22 @@ class DynamoApiKeyStore:
         found = self._client.get_item(TableName=self._table, Key={"pk": {"S": f"KEY#{digest}"}}).get("Item")
         if not found or found["status"]["S"] != "active":
             return None
-        return ApiKeyItem(
-            key_hash=digest,
-            key_id=found["key_id"]["S"],
-            owner=found["owner_name"]["S"],
-            status=found["status"]["S"],
-            created_at=found["created_at"]["S"],
-            requests_per_minute=int(found["requests_per_minute"]["N"])
-            if "requests_per_minute" in found
-            else None,
-            images_per_day=int(found["images_per_day"]["N"]) if "images_per_day" in found else None,
-        )
+        return _item(found)
+
+    def list(self, owner: str | None = None) -> list[ApiKeyItem]:
+        """Every key (active and revoked), oldest first; an operator's scan, not a request path."""
+        expression, values = "begins_with(pk, :p)", {":p": {"S": "KEY#"}}
+        if owner is not None:
+            expression += " AND owner_name = :o"
+            values[":o"] = {"S": owner}
+        items = [
+            _item(found)
+            for page in self._client.get_paginator("scan").paginate(
+                TableName=self._table, FilterExpression=expression, ExpressionAttributeValues=values
+            )
+            for found in page.get("Items", [])
+        ]
+        return sorted(items, key=lambda item: item.created_at)
 
     def revoke(self, key_or_id: str) -> None:
         """Revoke by the plaintext key or by its 12-char key id."""
@@ -93,3 +98,19 @@ class DynamoApiKeyStore:
             for item in page.get("Items", []):
                 return str(item["pk"]["S"])
         raise NotFoundError("no such API key")
+
+
+def _item(found: dict[str, Any]) -> ApiKeyItem:
+    return ApiKeyItem(
+        key_hash=found["pk"]["S"].removeprefix("KEY#"),
+        key_id=found["key_id"]["S"],
+        owner=found["owner_name"]["S"],
+        status=found["status"]["S"],
+        created_at=found["created_at"]["S"],
+        requests_per_minute=_number(found, "requests_per_minute"),
+        images_per_day=_number(found, "images_per_day"),
+    )
+
+
+def _number(found: dict[str, Any], name: str) -> int | None:
+    return int(found[name]["N"]) if name in found else None

@@ -1,0 +1,1 @@
+"""The `fluxrelay` command: generate images, follow jobs, manage keys, receive webhooks."""

@@ -1,0 +1,322 @@
+"""The `fluxrelay` command through its installed console script, against the local stack.
+
+Each command runs as a subprocess in the folder that holds the stack's `.local/stack.json`, so it
+finds the stack by itself as it does for a user. Waiting on a running command is a bounded poll
+of its output, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fluxrelay_local.stack import LocalStack
+from tests.support.stack import Api, end_hanging_job, standin_of
+
+pytestmark = pytest.mark.e2e
+
+FLUXRELAY = shutil.which("fluxrelay", path=str(Path(sys.executable).parent))
+assert FLUXRELAY, "the fluxrelay console script is not installed (make install)"
+
+
+# The command under test is the venv's own console script, never user input.
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [FLUXRELAY, *args],
+        cwd=cwd,
+        env=cli_env(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUXRELAY_")}
+    return {**env, **(extra or {})}
+
+
+class Running:
+    """A command left running; its output lines are read as they come."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        self.process = subprocess.Popen(  # noqa: S603
+            [FLUXRELAY, *args],
+            cwd=cwd,
+            env=cli_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._new: queue.Queue[None] = queue.Queue()
+        for name in self.lines:
+            threading.Thread(target=self._read, args=(name,), daemon=True).start()
+
+    def _read(self, name: str) -> None:
+        stream = getattr(self.process, name)
+        for line in stream:
+            self.lines[name].append(line.rstrip("\n"))
+            self._new.put(None)
+
+    def wait_line(self, name: str, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.lines[name] if text in line), None)
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name} line with {text!r} within {timeout}s: {self.lines}")
+            with contextlib.suppress(queue.Empty):
+                self._new.get(timeout=left)
+
+    def stop(self, signum: int = signal.SIGTERM, stdin: str = "") -> int:
+        self.process.send_signal(signum)
+        if stdin and self.process.stdin:
+            self.process.stdin.write(stdin)
+            self.process.stdin.flush()
+        return self.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def home(stack: LocalStack) -> Path:
+    """The folder a user would run the command in: the one holding .local/stack.json."""
+    return stack.state_file.parent.parent
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (320, 320), "teal").save(path)
+    return path
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound once to pick it, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- generate
+def test_generate_uploads_the_image_follows_the_job_and_saves_its_images(
+    stack: LocalStack, home: Path, photo: Path, tmp_path: Path
+) -> None:
+    # When
+    result = run(
+        "generate",
+        "a teal lighthouse [cli-generate]",
+        "--lora",
+        "alvdansen/frosting_lane_flux:0.8",
+        "--size",
+        "256x320",
+        "--num-images",
+        "2",
+        "--seed",
+        "7",
+        "--format",
+        "png",
+        "--image",
+        str(photo),
+        "--strength",
+        "0.5",
+        "--out",
+        str(tmp_path / "out"),
+        cwd=home,
+    )
+
+    # Then: the paths of two real PNGs of the asked size, and the progress lines on stderr
+    assert result.returncode == 0, result.stderr
+    paths = [Path(line) for line in result.stdout.split()]
+    assert len(paths) == 2
+    for path in paths:
+        with Image.open(path) as image:
+            assert (image.format, image.size) == ("PNG", (256, 320))
+    assert "created" in result.stderr
+    assert "completed" in result.stderr
+    # The upstream got the uploaded file's URL (in our bucket) and every parameter.
+    sent = next(s for s in standin_of(stack).submissions if "[cli-generate]" in s["input"]["prompt"])
+    assert sent["input"]["image"].startswith(stack.aws_endpoint_url)
+    assert f"/uploads/{stack.config.dev_key_owner}/" in sent["input"]["image"]
+    assert sent["input"]["loras"] == [{"path": "alvdansen/frosting_lane_flux", "scale": 0.8}]
+    assert (sent["input"]["seed"], sent["input"]["strength"], sent["input"]["num_images"]) == (7, 0.5, 2)
+
+
+def test_generate_json_reports_the_prediction_and_the_receiver_verifies_its_webhook(
+    home: Path, tmp_path: Path
+) -> None:
+    receiver = Running("receiver", "--port", "0", "--json", cwd=home)
+    try:
+        url = receiver.wait_line("stderr", "listening on").split()[2]
+
+        # When
+        result = run(
+            "generate", "a signed lighthouse", "--size", "256*256", "--webhook", url, "--json",
+            "--out", str(tmp_path), cwd=home,
+        )  # fmt: skip
+
+        # Then: JSON on stdout with the saved file, and the receiver printed the verified delivery
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        job_id = report["prediction"]["id"]
+        assert report["prediction"]["status"] == "completed"
+        assert [Path(f).name for f in report["files"]] == [f"{job_id}-0.jpeg"]
+        seen = json.loads(receiver.wait_line("stdout", job_id))
+        assert seen["verified"] is True
+        assert seen["payload"]["status"] == "completed"
+
+        # A forged delivery is refused (401) and shown as such.
+        forged = httpx.post(
+            url,
+            content=b'{"id": "forged"}',
+            headers={
+                "webhook-id": "msg_forged",
+                "webhook-timestamp": str(int(time.time())),
+                "webhook-signature": "v1,AAAA",
+            },
+        )
+        assert forged.status_code == 401
+        assert json.loads(receiver.wait_line("stdout", "msg_forged"))["verified"] is False
+    finally:
+        code = receiver.stop(signal.SIGTERM)
+    assert code == 0
+    assert "Traceback" not in "\n".join(receiver.lines["stderr"])
+
+
+def test_ctrl_c_leaves_the_job_running(stack: LocalStack, home: Path, tmp_path: Path) -> None:
+    running = Running("generate", "forever [hang]", "--size", "256*256", cwd=home)
+    job_id = running.wait_line("stderr", "processing").split()[0]
+
+    # When: Ctrl-C (the stack has no cancel route, so nothing is asked)
+    code = running.stop(signal.SIGINT)
+
+    # Then
+    assert code == 130
+    assert running.wait_line("stderr", "left running (this stack cannot cancel jobs)").endswith(
+        f"fluxrelay jobs watch {job_id}"
+    )
+    dev = Api(stack.api_url, stack.api_key)
+    assert dev.result(job_id).json()["data"]["status"] == "processing"
+    # It goes on to its end, which `jobs watch` reports with a non-zero exit.
+    end_hanging_job(stack, dev, job_id)
+    watched = run("jobs", "watch", job_id, cwd=home)
+    assert watched.returncode == 1
+    assert f"error: job {job_id} timeout" in watched.stderr
+
+
+# --------------------------------------------------------------------------- jobs
+def test_jobs_show_and_watch_a_finished_job(stack: LocalStack, home: Path, tmp_path: Path) -> None:
+    submitted = run(
+        "generate", "a small boat", "--size", "256*256", "--json", "--out", str(tmp_path), cwd=home
+    )
+    job_id = json.loads(submitted.stdout)["prediction"]["id"]
+
+    shown = run("jobs", "show", job_id, "--json", cwd=home)
+    table = run("jobs", "show", job_id, cwd=home)
+    watched = run("jobs", "watch", job_id, cwd=home)
+
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["status"] == "completed"
+    assert "output 0" in table.stdout
+    assert watched.returncode == 0
+    assert watched.stdout.startswith(f"{stack.aws_endpoint_url}/")
+    assert f"/outputs/{job_id}/0.jpeg?" in watched.stdout
+
+
+def test_a_failed_job_ends_with_its_error_and_exits_non_zero(home: Path) -> None:
+    result = run("generate", "this one fails [fail]", "--size", "256*256", cwd=home)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    *progress, last = result.stderr.strip().splitlines()
+    assert "failed" in progress[-1]
+    assert last.startswith("error: job ")
+    assert " failed: " in last
+
+
+# --------------------------------------------------------------------------- keys
+def test_keys_create_list_and_revoke_on_the_local_stack(stack: LocalStack, home: Path) -> None:
+    created = run("keys", "create", "--owner", "carol", "--rpm", "7", "--json", cwd=home)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    # The key works against the API.
+    secret = httpx.get(
+        f"{stack.api_url}/api/v3/webhook/secret", headers={"Authorization": f"Bearer {key['key']}"}
+    )
+    assert secret.status_code == 200
+
+    listed = json.loads(run("keys", "list", "--owner", "carol", "--json", cwd=home).stdout)
+    assert [(k["key_id"], k["status"], k["requests_per_minute"]) for k in listed] == [
+        (key["key_id"], "active", 7)
+    ]
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+
+    revoked = run("keys", "revoke", key["key_id"], cwd=home)
+    assert revoked.returncode == 0, revoked.stderr
+    listed = json.loads(run("keys", "list", "--owner", "carol", "--json", cwd=home).stdout)
+    assert [k["status"] for k in listed] == ["revoked"]
+    assert "no such API key" in one_line_error(run("keys", "revoke", "000000000000", cwd=home))
+
+
+# --------------------------------------------------------------------------- errors and help
+def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tmp_path: Path) -> None:
+    dead = tmp_path / "dead"
+    (dead / ".local").mkdir(parents=True)
+    info = json.loads(stack.state_file.read_text())
+    port = free_port()
+    info.update(api_url=f"http://127.0.0.1:{port}", aws_endpoint_url=f"http://127.0.0.1:{port}")
+    (dead / ".local" / "stack.json").write_text(json.dumps(info))
+
+    assert "no fluxrelay stack found" in one_line_error(run("jobs", "show", "0" * 32, cwd=tmp_path))
+    assert "local stack is not running" in one_line_error(run("jobs", "show", "0" * 32, cwd=dead))
+    assert "local stack is not running" in one_line_error(run("keys", "list", cwd=dead))
+    refused = run("jobs", "show", "0" * 32, cwd=home, env={"FLUXRELAY_API_KEY": "fr_not-a-key"})
+    assert "API key was refused" in one_line_error(refused)
+    bad_size = run("generate", "x", "--size", "99*99", cwd=home)
+    assert one_line_error(bad_size).startswith("error: 400: size must")
+    assert "404" in one_line_error(run("jobs", "show", "0" * 32, cwd=home))
+    no_key = run("jobs", "show", "0" * 32, cwd=home, env={"FLUXRELAY_API_URL": stack.api_url})
+    assert "FLUXRELAY_API_KEY" in one_line_error(no_key)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["generate"], ["jobs"], ["jobs", "show"], ["jobs", "watch"], ["keys"], ["keys", "create"],
+     ["keys", "revoke"], ["keys", "list"], ["receiver"]],
+)  # fmt: skip
+def test_every_command_has_help(command: list[str]) -> None:
+    from fluxrelay_cli.app import _register, app
+
+    _register()
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: fluxrelay" in result.output
