@@ -6,10 +6,11 @@ SAM_VENV ?= .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run standin lint format bench clean
+.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run reset standin lint format bench clean
 
 help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
+	@echo "make reset   - forget the local stack's saved data (keys, jobs, outputs, webhook secrets)"
 	@echo "make test    - every test suite (unit, integration, e2e, acceptance)"
 	@echo "make acceptance [STACK=name REGION=region] - black-box suite against a local or deployed stack"
 	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint, checkov"
@@ -55,6 +56,11 @@ acceptance: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m fluxrelay_local
+
+# The local stack saves its data here when it stops and restores it when it starts.
+reset:
+	rm -rf .local/state .local/state.saving .local/state.old
+	@echo "local stack data wiped: the next make run starts empty, with a new dev key"
 
 standin: $(STAMP)
 	$(BIN)/python -m fluxrelay_local.standin --port $${UPSTREAM_PORT:-3001}

@@ -1,15 +1,20 @@
-"""Where moto is less faithful than AWS in a way our guarantees depend on, and the fix.
+"""Patches to moto's in-process backends, each a context manager the local stack enters.
 
+`atomic_dynamodb_writes`: where moto is less faithful than AWS in a way our guarantees depend on.
 DynamoDB applies each (conditional) write atomically. moto evaluates the condition and then
 writes without a lock, so two concurrent requests can both pass a condition only one may pass:
 rate limits, idempotency records and the upstream slot pool would overshoot on the local stack.
 Serialising moto's write operations gives it the real service's per-request atomicity (a
 read-then-write in our own code would still race: the lock covers one request, nothing more).
+
+`scaled_time`: moto's Step Functions interpreter waits in real time (Wait states, Retry
+intervals); tests scale those waits down so a job runs in milliseconds.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,3 +43,36 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     finally:
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
+
+
+@contextmanager
+def scaled_time(factor: float) -> Iterator[None]:
+    """Multiply every Step Functions Wait and Retry interval by `factor` (1.0 changes nothing)."""
+    if factor == 1.0:
+        yield
+        return
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        # The original re-enters waiting on spurious wake-ups; a scaled wait is short enough
+        # that a single wait on the execution's stop event is faithful.
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds * factor)
+
+    class _ScaledTime:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            time.sleep(seconds * factor)
+
+    original_wait, original_time = WaitFunction._wait_interval, retrier_decl.time
+    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+    retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
+        retrier_decl.time = original_time

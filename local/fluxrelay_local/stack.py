@@ -4,9 +4,10 @@
     handlers from functions/<name>/app.py, run in-process by lambdas.py
     HTTP API emulator (apigw.py) on api_port ──► authorizer + api function
     WaveSpeed stand-in on upstream_port (or the real API when a real key is given)
+    the data (keys, jobs, outputs, webhook secrets) saved to state_dir on stop, restored on start
 
-See shared/LOCAL_AWS.md for the measured facts behind each step. One LocalStack per process at a
-time: moto's backends, MOTO_PORT and the handlers' environment are process-wide.
+One LocalStack per process at a time: moto's backends, MOTO_PORT and the handlers' environment
+are process-wide.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import logging
 import os
 import re
 import secrets
+import signal
+import socket
+import sys
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +32,8 @@ from typing import Any
 from fluxrelay_local.apigw import HttpApiEmulator, routes_from_template
 from fluxrelay_local.deploy import DeployedStack, deploy_template
 from fluxrelay_local.lambdas import LambdaRunner, function_env
-from fluxrelay_local.moto_patches import atomic_dynamodb_writes
+from fluxrelay_local.moto_patches import atomic_dynamodb_writes, scaled_time
+from fluxrelay_local.persistence import Execution, Snapshot, StateStore
 
 LOG = logging.getLogger(__name__)
 # An API Gateway endpoint in an output, e.g. https://${HttpApi}.execute-api.us-east-1.amazonaws.com
@@ -35,6 +41,8 @@ _API_ENDPOINT = re.compile(r"https://\$\{\w+\}\.execute-api\.[^/]*/?")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_WAVESPEED_URL = "https://api.wavespeed.ai"
+# The variable that sets each port, named in the error when a port is taken.
+PORT_VARIABLES = {"api_port": "API_PORT", "upstream_port": "UPSTREAM_PORT", "aws_port": "AWS_PORT"}
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -69,19 +77,20 @@ class StackConfig:
     integration_timeout: float = 30.0
     dev_key_owner: str = "dev"
     write_state_file: bool = True
+    # Save the data to state_dir/state when the stack stops and put it back when it starts.
+    persist: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> StackConfig:
         """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY."""
         env = dict(os.environ if env is None else env)
         config = cls(**kwargs)
-        for name, attr in (
-            ("API_PORT", "api_port"),
-            ("UPSTREAM_PORT", "upstream_port"),
-            ("AWS_PORT", "aws_port"),
-        ):
+        for attr, name in PORT_VARIABLES.items():
             if env.get(name):
-                setattr(config, attr, int(env[name]))
+                try:
+                    setattr(config, attr, int(env[name]))
+                except ValueError:
+                    raise LocalStackError(f"{name} must be a port number, not {env[name]!r}") from None
         if env.get("WAVESPEED_API_KEY"):
             config.wavespeed_api_key = env["WAVESPEED_API_KEY"]
         if env.get("FLUXRELAY_URL_POLICY"):
@@ -93,48 +102,32 @@ class LocalStackError(RuntimeError):
     pass
 
 
-class _TimeScale:
-    """Scales moto's Step Functions Wait states and Retry intervals (module-level patches)."""
+class PortInUseError(LocalStackError):
+    """A configured port is taken; the message names the port and the variable that sets it."""
 
-    def __init__(self, factor: float) -> None:
-        self.factor = factor
-        self._saved: list[tuple[Any, str, Any]] = []
 
-    def install(self) -> None:
-        if self.factor == 1.0:
-            return
-        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
-            WaitFunction,
-        )
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT back while a server starts, then deliver them.
 
-        factor = self.factor
-
-        def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
-            # The original re-enters waiting on spurious wake-ups; a scaled wait is short enough
-            # that a single wait on the execution's stop event is faithful.
-            if wait_seconds > 0:
-                env.program_state_event.wait(wait_seconds * factor)
-
-        class _ScaledTime:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(time, name)
-
-            @staticmethod
-            def sleep(seconds: float) -> None:
-                time.sleep(seconds * factor)
-
-        self._saved = [
-            (WaitFunction, "_wait_interval", WaitFunction._wait_interval),
-            (retrier_decl, "time", retrier_decl.time),
-        ]
-        WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
-        retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
-
-    def uninstall(self) -> None:
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-        self._saved = []
+    A server interrupted between binding its socket and starting its serving thread can never be
+    shut down (socketserver's shutdown() waits for a loop that never ran), so a signal there would
+    hang the stop that follows. Outside the main thread (where handlers cannot be set) this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    watched = (signal.SIGTERM, signal.SIGINT)
+    saved = {signum: signal.signal(signum, lambda got, _: pending.append(got)) for signum in watched}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        for held in dict.fromkeys(pending):
+            signal.raise_signal(held)
 
 
 class LocalStack:
@@ -164,8 +157,10 @@ class LocalStack:
         self._standin: Any = None
         self._standin_key: str | None = None
         self._saved_sfn_config: Any = None
-        self._time_scale = _TimeScale(self.config.time_scale)
         self._saved_env: dict[str, str | None] = {}
+        self._state = StateStore(self.config.state_dir / "state")
+        # Set once the stack is fully up: only then is there complete data worth saving on stop.
+        self._ready = False
         self._started = False
         self._lock = threading.Lock()
 
@@ -197,6 +192,7 @@ class LocalStack:
 
     def _start(self) -> None:
         cfg = self.config
+        self._check_ports()
         self._start_moto()
         self._start_upstream()
         overrides: dict[str, str] = {}
@@ -206,7 +202,7 @@ class LocalStack:
         if "UrlPolicy" in declared:
             overrides["UrlPolicy"] = cfg.url_policy
         overrides.update(cfg.parameter_overrides)
-        self._time_scale.install()
+        self._exits.enter_context(scaled_time(cfg.time_scale))
         self.deployed = deploy_template(
             cfg.template,
             stack_name=cfg.stack_name,
@@ -221,21 +217,33 @@ class LocalStack:
             # API Gateway's domain is https without a port; here `urls.get` must name this server.
             self._set_env({"PUBLIC_BASE_URL": self.api_url})
             self._clear_settings_cache()
-        self._create_dev_key()
+        snapshot = self._restore()
+        self._create_dev_key(snapshot.dev_key)
+        self._resume(snapshot.executions)
+        self._ready = True
         self.info = self._describe()
         if cfg.write_state_file:
             cfg.state_dir.mkdir(parents=True, exist_ok=True)
             self.state_file.write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
 
     def stop(self) -> None:
-        """Stop the API server, the stand-in and moto; restore the environment. Idempotent."""
+        """Save the data (when persisting), stop the API server, the stand-in and moto, restore
+        the environment and remove the state file. Idempotent."""
         with self._lock:
             if not self._started:
                 return
             self._started = False
+        if self.config.write_state_file:
+            self.state_file.unlink(missing_ok=True)
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self._moto is not None:
+            # Before the functions go: running executions would call them on a dead stack.
+            running = self._stop_executions()
+            if self._ready and self.config.persist:
+                self._save(running)
+        self._ready = False
         if self._standin is not None:
             try:
                 self._standin.stop()
@@ -244,9 +252,7 @@ class LocalStack:
         if self.runner is not None:
             self.runner.uninstall()
             self.runner = None
-        self._time_scale.uninstall()
         if self._moto is not None:
-            self._stop_executions()
             # Forget every resource: moto's backends are process-wide and outlive the server.
             from moto.moto_api._internal.models import moto_api_backend
 
@@ -267,29 +273,91 @@ class LocalStack:
             if LocalStack._active is self:
                 LocalStack._active = None
 
-    def _stop_executions(self) -> None:
-        # Running executions live in moto threads that would go on calling a dead server.
+    def _stop_executions(self) -> list[Execution]:
+        """Stop every running execution (their threads would go on calling a dead stack) and
+        return what is needed to start them again."""
+        stopped: list[Execution] = []
         if self.deployed is None:
-            return
+            return stopped
         try:
             sfn = self.client("stepfunctions")
-            for arn in self.deployed.state_machines.values():
+            for logical_id, arn in self.deployed.state_machines.items():
                 pages = sfn.get_paginator("list_executions").paginate(
                     stateMachineArn=arn, statusFilter="RUNNING"
                 )
                 for page in pages:
                     for execution in page["executions"]:
+                        described = sfn.describe_execution(executionArn=execution["executionArn"])
                         sfn.stop_execution(
                             executionArn=execution["executionArn"], cause="local stack stopped"
                         )
+                        stopped.append(Execution(logical_id, execution["name"], described["input"]))
         except Exception as exc:  # best effort on the way down; never mask the shutdown
             LOG.warning("could not stop running executions: %s", exc)
+        return stopped
+
+    # --- persistence ------------------------------------------------------------------------------
+    def _save(self, running: list[Execution]) -> None:
+        assert self.deployed is not None
+        try:
+            self._state.save(self.deployed, self.client, Snapshot(self.api_key or None, running))
+        except Exception as exc:  # the previous snapshot stays; never mask the shutdown
+            LOG.error("could not save the local stack's data to %s: %s", self._state.folder, exc)
+            return
+        LOG.info("data saved to %s (%d running jobs to resume)", self._state.folder, len(running))
+
+    def _restore(self) -> Snapshot:
+        if not (self.config.persist and self._state.exists):
+            return Snapshot()
+        assert self.deployed is not None
+        snapshot = self._state.restore(self.deployed, self.client)
+        LOG.info("data restored from %s", self._state.folder)
+        return snapshot
+
+    def _resume(self, executions: list[Execution]) -> None:
+        """Start the workflows that were running at the last stop again, under their own names
+        (a job id), from the beginning: each first checks its job, so none is submitted twice."""
+        assert self.deployed is not None
+        sfn = self.client("stepfunctions")
+        for execution in executions:
+            try:
+                sfn.start_execution(
+                    stateMachineArn=self.deployed.state_machines[execution.state_machine],
+                    name=execution.name,
+                    input=execution.input,
+                )
+            except Exception as exc:  # one workflow that cannot resume must not stop the stack
+                LOG.warning("could not resume execution %s: %s", execution.name, exc)
 
     @property
     def state_file(self) -> Path:
         return self.config.state_dir / "stack.json"
 
     # --- pieces -----------------------------------------------------------------------------------
+    def _check_ports(self) -> None:
+        """Fail at once, naming the port and its variable, when a configured port is taken (the
+        servers would otherwise fail in their own threads, leaving start-up waiting forever)."""
+        cfg = self.config
+        uses_standin = cfg.standin and not cfg.wavespeed_api_key
+        seen: dict[int, str] = {}
+        for attr, variable in PORT_VARIABLES.items():
+            port = getattr(cfg, attr)
+            if not port or (attr == "upstream_port" and not uses_standin):
+                continue
+            if port in seen:
+                raise PortInUseError(f"{variable} and {seen[port]} are both {port}: give each its own port")
+            seen[port] = variable
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # As the servers bind: a port left in TIME_WAIT is free, a listening one is not.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((cfg.host, port))
+                except OSError:
+                    raise PortInUseError(
+                        f"port {port} is in use ({variable}): stop what listens there, "
+                        f"or choose another port, e.g. {variable}={port + 100} make run"
+                    ) from None
+
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
@@ -305,11 +373,11 @@ class LocalStack:
 
     @staticmethod
     def _clear_settings_cache() -> None:
-        try:
-            from fluxrelay.composition import reset
-        except ImportError:  # the harness works for any template, fluxrelay or not
-            return
-        reset()
+        # Only a loaded composition root has caches; importing it just to reset it would cost a
+        # second of start-up (Powertools, X-Ray) and slow a stop. Other templates never load it.
+        composition = sys.modules.get("fluxrelay.composition")
+        if composition is not None:
+            composition.reset()
 
     def _start_moto(self) -> None:
         from moto.core.config import default_user_config
@@ -321,7 +389,8 @@ class LocalStack:
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         self._exits.enter_context(atomic_dynamodb_writes())
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.aws_port, verbose=False)
-        self._moto.start()
+        with signals_deferred():
+            self._moto.start()
         _, port = self._moto.get_host_and_port()
         self.aws_endpoint_url = f"http://127.0.0.1:{port}"
         self._set_env(
@@ -354,8 +423,11 @@ class LocalStack:
 
         self._standin_key = "standin_" + secrets.token_urlsafe(24)
         port = cfg.upstream_port
-        self._standin = StandIn(host=cfg.host, port=port, api_key=self._standin_key, **cfg.standin_options)
-        self._standin.start()
+        with signals_deferred():
+            self._standin = StandIn(
+                host=cfg.host, port=port, api_key=self._standin_key, **cfg.standin_options
+            )
+            self._standin.start()
         self.upstream_url = str(self._standin.url).rstrip("/")
 
     def _declared_parameters(self) -> set[str]:
@@ -380,20 +452,26 @@ class LocalStack:
             stack_name=self.config.stack_name,
             integration_timeout=self.config.integration_timeout,
         )
-        port = self.api.start(self.config.host, self.config.api_port)
+        with signals_deferred():
+            port = self.api.start(self.config.host, self.config.api_port)
         self.api_url = f"http://{self.config.host}:{port}"
         if self.config.host in ("0.0.0.0", "::"):
             self.api_url = f"http://127.0.0.1:{port}"
 
-    def _create_dev_key(self) -> None:
+    def _create_dev_key(self, remembered: str | None) -> None:
+        """The development key: the one from the last run while it is still active, else a new one."""
         table = self.table
         if not table:
             return
         try:
             from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-        except ImportError:
+        except ImportError:  # the harness works for any template, fluxrelay or not
             return
-        self.api_key, _ = DynamoApiKeyStore(table).create(self.config.dev_key_owner)
+        store = DynamoApiKeyStore(table)
+        if remembered and store.lookup(remembered) is not None:
+            self.api_key = remembered
+            return
+        self.api_key, _ = store.create(self.config.dev_key_owner)
 
     # --- what tests and the CLI read --------------------------------------------------------------
     def _pick(self, output: str, resource_type: str) -> str:

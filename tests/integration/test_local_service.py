@@ -1,0 +1,169 @@
+"""The local stack behaves like a service: its data survives a restart, a taken port is one clear
+error, and SIGTERM/SIGINT stop it cleanly at any moment (start-up included).
+
+`make run` is `python -m fluxrelay_local`; the signal and port tests run exactly that, as a
+subprocess in a scratch folder, and wait on its output with deadlines, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.stack import api_for, job_item, start_stack, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+# --------------------------------------------------------------------------- persistence
+def test_keys_jobs_outputs_and_webhook_secrets_survive_a_restart(tmp_path: Path) -> None:
+    # Given: a stack with a second key, a finished job, a webhook secret and a job still running
+    stack = start_stack(tmp_path)
+    try:
+        dev_key = stack.api_key
+        alice = api_for(stack, "alice")
+        done = alice.submit({"prompt": "kept [persist]", "size": "256*256"}).json()["data"]["id"]
+        finished = alice.wait_finished(done)
+        image = httpx.get(finished["outputs"][0]).content
+        secret = alice.get("/api/v3/webhook/secret").json()["data"]["secret"]
+        running = alice.submit({"prompt": "still going [hang]", "size": "256*256"}).json()["data"]["id"]
+        wait_for(lambda: (job_item(stack, running) or {}).get("upstream_id"), what="the upstream id")
+        assert stack.state_file.is_file()
+    finally:
+        stack.stop()
+    # The description of a running stack goes with it; the data stays.
+    assert not stack.state_file.exists()
+    assert (tmp_path / ".local" / "state" / "state.json").is_file()
+
+    # When: the stack starts again from the same folder
+    again = start_stack(tmp_path)
+    try:
+        # Then: the same dev key, alice's key, her job with its stored image, her webhook secret
+        assert again.api_key == dev_key
+        alice.base_url = again.api_url
+        kept = alice.result(done).json()["data"]
+        assert (kept["status"], len(kept["outputs"])) == ("completed", 1)
+        assert httpx.get(kept["outputs"][0]).content == image
+        assert alice.get("/api/v3/webhook/secret").json()["data"]["secret"] == secret
+        # The job that was in flight resumed: its workflow runs again and brings it to an end
+        # (the stand-in keeps its tasks in memory only, so after a restart it no longer knows it).
+        ended = alice.wait_finished(running)
+        assert ended["status"] == "failed"
+        assert "no longer knows" in ended["error"]
+    finally:
+        again.stop()
+
+
+# --------------------------------------------------------------------------- make run as a process
+class Service:
+    """`python -m fluxrelay_local` in `folder`, its output read line by line as it comes."""
+
+    def __init__(self, folder: Path, **ports: int) -> None:
+        env = {**os.environ, "API_PORT": "0", "UPSTREAM_PORT": "0", "AWS_PORT": "0"}
+        env.update({name: str(port) for name, port in ports.items()})
+        for leaked in ("AWS_ENDPOINT_URL", "MOTO_PORT"):  # this test process's own stack, if any
+            env.pop(leaked, None)
+        self.folder = folder
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fluxrelay_local"],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._changed = threading.Condition()
+        for stream in (self.process.stdout, self.process.stderr):
+            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            with self._changed:
+                self.output.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_output(self, probe: Callable[[str], bool], timeout: float = 90) -> str:
+        with self._changed:
+            found: list[str] = []
+
+            def seen() -> bool:
+                found[:] = [line for line in self.output if probe(line)]
+                return bool(found) or self.process.poll() is not None
+
+            self._changed.wait_for(seen, timeout)
+            assert found, f"no such line within {timeout}s; output: {self.output}"
+            return found[0]
+
+    def stop(self, signum: int, timeout: float = 60) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_a_port_in_use_is_one_clear_error_at_once(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = Service(tmp_path, API_PORT=port)
+        try:
+            code = service.process.wait(timeout=60)
+        finally:
+            service.kill()
+    assert code == 2
+    assert not any("Traceback" in line for line in service.output)
+    errors = [line for line in service.output if line.startswith("error:")]
+    assert errors == [
+        f"error: port {port} is in use (API_PORT): stop what listens there, "
+        f"or choose another port, e.g. API_PORT={port + 100} make run"
+    ]
+
+
+def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path) -> None:
+    service = Service(tmp_path)
+    try:
+        # The template is being deployed into the emulated AWS: the middle of start-up.
+        service.wait_output(lambda line: "CloudFormation skips" in line)
+        code = service.stop(signal.SIGTERM)
+    finally:
+        service.kill()
+    assert code == 0
+    assert not any("Traceback" in line for line in service.output)
+    assert not (tmp_path / ".local" / "stack.json").exists()
+    # Nothing complete was running, so nothing is saved over an earlier snapshot.
+    assert not (tmp_path / ".local" / "state").exists()
+
+
+def test_ctrl_c_on_a_running_stack_saves_its_data_and_removes_stack_json(tmp_path: Path) -> None:
+    service = Service(tmp_path)
+    try:
+        service.wait_output(lambda line: "fluxrelay local stack ready" in line)
+        info = json.loads((tmp_path / ".local" / "stack.json").read_text())
+        api_line = service.wait_output(lambda line: line.strip().startswith("API "))
+        assert api_line.split()[-1] == info["api_url"]
+        assert httpx.get(f"{info['api_url']}/health").status_code == 200
+        started = time.monotonic()
+        code = service.stop(signal.SIGINT)
+    finally:
+        service.kill()
+    assert code == 0, service.output
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / ".local" / "stack.json").exists()
+    saved = json.loads((tmp_path / ".local" / "state" / "state.json").read_text())
+    assert saved["dev_key"] == info["api_key"]
