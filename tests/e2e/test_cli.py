@@ -287,6 +287,26 @@ def test_keys_create_list_and_revoke_on_the_local_stack(stack: LocalStack, home:
     assert "no such API key" in one_line_error(run("keys", "revoke", "000000000000", cwd=home))
 
 
+def test_keys_on_a_deployed_stack_find_the_table_through_cloudformation(
+    stack: LocalStack, home: Path
+) -> None:
+    # The local stack is a real CloudFormation stack in moto: `--stack-name` takes the path a
+    # deployed stack takes (DescribeStacks → TableName output), only the endpoint differs.
+    aws = {
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    deployed = ("--stack-name", stack.config.stack_name, "--region", stack.config.region)
+    created = run("keys", "create", "--owner", "erin", *deployed, "--json", cwd=home, env=aws)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    listed = json.loads(run("keys", "list", "--owner", "erin", *deployed, "--json", cwd=home, env=aws).stdout)
+    assert [k["key_id"] for k in listed] == [key["key_id"]]
+    missing = run("keys", "list", "--stack-name", "no-such-stack", "--region", "us-east-1", cwd=home, env=aws)
+    assert "does not exist" in one_line_error(missing)
+
+
 # --------------------------------------------------------------------------- errors and help
 def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tmp_path: Path) -> None:
     dead = tmp_path / "dead"
