@@ -168,7 +168,10 @@ class LambdaRunner:
         handler = self._handler(fn)
         with self._count_lock:
             self.invocations[fn.logical_id] += 1
-        return handler(event, self.context_for(fn))
+        try:
+            return handler(event, self.context_for(fn))
+        finally:
+            _drop_unpublished_metrics()
 
     def invoke_as_lambda(self, name_or_logical_id: str, event: Any) -> tuple[str, bool, str]:
         """Invoke like the Lambda service: (JSON payload, errored, logs)."""
@@ -213,6 +216,17 @@ class LambdaRunner:
             self._original_invoke = None
         for logical_id in list(self._modules):
             sys.modules.pop(f"_fluxrelay_local_fn{self._instance}_{logical_id}", None)
+
+
+def _drop_unpublished_metrics() -> None:
+    """End an invocation's metrics as Lambda does (its container's output goes to CloudWatch).
+
+    With POWERTOOLS_METRICS_DISABLED, Powertools' `log_metrics` neither prints nor clears its
+    process-wide metric set; here every invocation shares the process, so after 100 metrics
+    `add_metric` would try to serialise them and fail every handler with a 500."""
+    module = sys.modules.get("aws_lambda_powertools.metrics.metrics")
+    if module is not None:
+        module.Metrics().clear_metrics()
 
 
 @contextmanager

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fluxrelay_local.deploy import FunctionInfo
+from fluxrelay_local.lambdas import LambdaRunner
 from tests.support.stack import api_for, job_item, start_stack, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -63,6 +65,34 @@ def test_keys_jobs_outputs_and_webhook_secrets_survive_a_restart(tmp_path: Path)
         assert "no longer knows" in ended["error"]
     finally:
         again.stop()
+
+
+# --------------------------------------------------------------------------- the functions' runtime
+HANDLER = """
+from aws_lambda_powertools import Metrics
+
+metrics = Metrics()  # no namespace: as when built before the functions' environment was set
+
+
+@metrics.log_metrics
+def handler(event, context):
+    metrics.add_metric(name="Calls", unit="Count", value=1)
+    return {"ok": True}
+"""
+
+
+def test_a_long_running_stack_does_not_pile_up_unpublished_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Locally metrics are disabled, and Powertools then keeps them; at 100 it would try to
+    # serialise them and fail the handler. Each invocation must end with its metrics gone.
+    (tmp_path / "app.py").write_text(HANDLER)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    fn = FunctionInfo(
+        "Fn", "fn", "arn:aws:lambda:us-east-1:123456789012:function:fn", tmp_path, "app.handler", 3, 128, {}
+    )
+    runner = LambdaRunner({"Fn": fn}, region="us-east-1")
+    assert [runner.invoke("Fn", {}) for _ in range(150)] == [{"ok": True}] * 150
 
 
 # --------------------------------------------------------------------------- make run as a process
