@@ -217,14 +217,13 @@ def test_ctrl_c_leaves_the_job_running(stack: LocalStack, home: Path, tmp_path: 
     running = Running("generate", "forever [hang]", "--size", "256*256", cwd=home)
     job_id = running.wait_line("stderr", "processing").split()[0]
 
-    # When: Ctrl-C (the stack has no cancel route, so nothing is asked)
-    code = running.stop(signal.SIGINT)
+    # When: Ctrl-C, then "no" to the question
+    code = running.stop(signal.SIGINT, stdin="n\n")
 
     # Then
     assert code == 130
-    assert running.wait_line("stderr", "left running (this stack cannot cancel jobs)").endswith(
-        f"fluxrelay jobs watch {job_id}"
-    )
+    running.wait_line("stderr", f"Cancel job {job_id}?")
+    assert running.wait_line("stderr", "left running").endswith(f"fluxrelay jobs watch {job_id}")
     dev = Api(stack.api_url, stack.api_key)
     assert dev.result(job_id).json()["data"]["status"] == "processing"
     # It goes on to its end, which `jobs watch` reports with a non-zero exit.
