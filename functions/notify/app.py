@@ -8,14 +8,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
 from fluxrelay.metering import metered
-from fluxrelay.models.workflow import TASK_TRANSITIONS, JobTask
+from fluxrelay.models.workflow import TASK_TRANSITIONS, JobTask, WebhookDelivery
 from fluxrelay.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics  # WebhookDeliveriesGivenUp
-@metered(state_transitions=TASK_TRANSITIONS["Notify"])
+@metrics.log_metrics
+# The last Notify of a job (no redelivery follows) reports what the whole job cost.
+@metered(
+    state_transitions=TASK_TRANSITIONS["Notify"], last=lambda out: out["webhook"] != WebhookDelivery.RETRYING
+)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = JobTask.model_validate(event)
     return composition.container().notify.notify(task.job_id).model_dump(mode="json")

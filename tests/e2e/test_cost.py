@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -21,7 +22,33 @@ def states_entered(stack: LocalStack, execution_arn: str) -> list[dict[str, Any]
     return [e for page in events for e in page["events"] if e["type"].endswith("StateEntered")]
 
 
-def test_a_job_reports_what_it_cost_counted_from_what_really_ran(stack: LocalStack, alice: Api) -> None:
+def emitted_metrics(output: str) -> list[dict[str, Any]]:
+    """The CloudWatch EMF records the handlers printed: {"name", "dimensions", "value", "job_id"}."""
+    records = []
+    for line in output.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        doc = json.loads(line)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            dimensions = {d: doc[d] for group in directive["Dimensions"] for d in group}
+            for metric in directive["Metrics"]:
+                for value in doc[metric["Name"]]:
+                    records.append(
+                        {
+                            "name": metric["Name"],
+                            "dimensions": dimensions,
+                            "value": value,
+                            "job_id": doc.get("job_id"),
+                        }
+                    )
+    return records
+
+
+def test_a_job_reports_what_it_cost_counted_from_what_really_ran(
+    stack: LocalStack, alice: Api, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The local stack turns EMF output off (no CloudWatch here); this test reads it from stdout.
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     invocations_before = Counter(stack.runner.invocations)
     # Given a two-image job whose first webhook delivery fails (so Notify runs twice)
     with WebhookReceiver(statuses=[500]) as receiver:
@@ -65,3 +92,24 @@ def test_a_job_reports_what_it_cost_counted_from_what_really_ran(stack: LocalSta
     assert metrics["estimated_cost_usd"] > transitions_cost
     # The metrics are an addition to the wire format: the webhook body stays WaveSpeed's shape.
     assert "metrics" not in receiver.deliveries[0].json()
+
+    # And the functions emitted the dashboard's metrics for it, the cost one equal to the above
+    emitted = emitted_metrics(capfd.readouterr().out)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for record in emitted:
+        if record["job_id"] == job_id:
+            by_name.setdefault(record["name"], []).append(record)
+    # (The `service` dimension comes from POWERTOOLS_SERVICE_NAME when the code is first imported:
+    # in this test process that may be before the stack set it, so it is not checked here. The
+    # handlers run as threads of this process and share one metric set, so a record may also
+    # carry another job's values: each figure of this job must be among them.)
+    [finished] = by_name["JobsFinished"]
+    assert finished["dimensions"].get("status") == "completed"
+    values = {name: [r["value"] for r in records] for name, records in by_name.items()}
+    assert pytest.approx(metrics["estimated_cost_usd"]) in values["JobCostUsd"]
+    assert metrics["state_transitions"] in values["JobStateTransitions"]
+    assert 1 in values["WebhookFailures"]
+    assert all(v > 0 for v in values["WebhookLatency"] + values["SubmitLatency"])
+    cap = int(stack.deployed.parameters["MaxConcurrentUpstreamTasks"])
+    assert cap in values["UpstreamConcurrencyCap"]
+    assert any(0 < v <= cap for v in values["UpstreamSlotsInUse"])

@@ -85,14 +85,16 @@ class MemoryJobStore:
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
-    def add_usage(self, job_id: str, usage: JobUsage) -> None:
+    def add_usage(self, job_id: str, usage: JobUsage) -> JobItem | None:
         with self._lock:
             job = self.items.get(job_id)
             if job is None:
-                return
-            total = {name: value + getattr(usage, name) for name, value in job.usage.model_dump().items()}
-            self.items[job_id] = job.model_copy(update={"usage": JobUsage(**total)})
-            self.writes += 1
+                return None
+            if usage.nonzero():
+                total = {name: value + getattr(usage, name) for name, value in job.usage.model_dump().items()}
+                self.items[job_id] = job.model_copy(update={"usage": JobUsage(**total)})
+                self.writes += 1
+            return self.items[job_id].model_copy(deep=True)
 
 
 def _position(job: JobItem) -> JobPosition:

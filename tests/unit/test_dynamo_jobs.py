@@ -78,14 +78,20 @@ def test_usage_is_only_ever_added_to_and_survives_status_writes(any_store: JobSt
 
     any_store.add_usage(item.job_id, JobUsage(lambda_invocations=1, lambda_ms=40, lambda_mb_ms=40 * 512))
     any_store.transition(item.job_id, JobStatus.PROCESSING, polls=1)
-    any_store.add_usage(item.job_id, JobUsage(lambda_invocations=1, lambda_ms=2, state_transitions=3))
-    any_store.add_usage(item.job_id, JobUsage())  # nothing to add: no write needed
+    after = any_store.add_usage(item.job_id, JobUsage(lambda_invocations=1, lambda_ms=2, state_transitions=3))
+    unchanged = any_store.add_usage(item.job_id, JobUsage())  # nothing to add: no write needed
     unknown = new_job_id()
-    any_store.add_usage(unknown, JobUsage(lambda_invocations=1))
 
+    assert any_store.add_usage(unknown, JobUsage(lambda_invocations=1)) is None
     assert any_store.get(unknown) is None
-    assert any_store.get(item.job_id).usage == JobUsage(
-        state_transitions=3, lambda_invocations=2, lambda_ms=42, lambda_mb_ms=40 * 512
+    assert after is not None
+    assert unchanged is not None
+    assert after.status is JobStatus.PROCESSING
+    assert (
+        after.usage
+        == unchanged.usage
+        == any_store.get(item.job_id).usage
+        == JobUsage(state_transitions=3, lambda_invocations=2, lambda_ms=42, lambda_mb_ms=40 * 512)
     )
 
 

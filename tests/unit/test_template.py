@@ -642,3 +642,23 @@ def test_outputs_name_everything_tests_and_tools_need(template: dict[str, Any]) 
         "Img2ImgDeadLetterQueueUrl",
     } | {f"{logical_id}Name" for logical_id in FUNCTIONS}
     assert expected <= set(template["Outputs"])
+
+
+def test_the_dashboard_shows_only_metrics_the_functions_emit(template: dict[str, Any]) -> None:
+    from fluxrelay.observability import MetricName
+
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    body = _props(template["Resources"], "OperationsDashboard")["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body.replace("${AWS::Region}", "us-east-1"))["widgets"]
+    shown = {}
+    for widget in widgets:
+        for namespace, name, *dimensions, _options in widget["properties"]["metrics"]:
+            assert namespace == env["POWERTOOLS_METRICS_NAMESPACE"]
+            assert dimensions[:2] == ["service", env["POWERTOOLS_SERVICE_NAME"]]
+            shown.setdefault(name, set()).add(tuple(dimensions[2:]))
+    assert set(shown) == {m.value for m in MetricName} - {MetricName.JOBS_SUBMITTED}
+    # JobsFinished carries its status: one line per final status.
+    from fluxrelay.domain.jobs import TERMINAL
+
+    assert shown["JobsFinished"] == {("status", status.value) for status in TERMINAL}
+    assert all(dims == {()} for name, dims in shown.items() if name != "JobsFinished")

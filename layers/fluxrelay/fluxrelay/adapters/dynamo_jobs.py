@@ -211,24 +211,27 @@ class DynamoJobStore:
             raise
         return True
 
-    def add_usage(self, job_id: str, usage: JobUsage) -> None:
+    def add_usage(self, job_id: str, usage: JobUsage) -> JobItem | None:
         counters = usage.nonzero()
         if not counters:
-            return
+            return self.get(job_id)
         names = {f"#u{i}": _USAGE_PREFIX + name for i, name in enumerate(counters)}
         values = {f":u{i}": {"N": str(value)} for i, value in enumerate(counters.values())}
         try:
-            self._client.update_item(
+            out = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression="ADD " + ", ".join(f"#u{i} :u{i}" for i in range(len(counters))),
                 ConditionExpression="attribute_exists(pk)",  # never a stub item for an unknown id
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _from_item(out["Attributes"])
 
     # --- the owner index ---------------------------------------------------------------
     # How many index reads one page may take when a filter skips most jobs; then the page

@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.observability import MetricName, count
 
 _KEY = {"pk": {"S": "SLOTS#upstream"}}
 
@@ -23,7 +24,7 @@ class DynamoSlotPool:
         if self._capacity <= 0:
             return True
         try:
-            self._client.update_item(
+            out = self._client.update_item(
                 TableName=self._table,
                 Key=_KEY,
                 UpdateExpression="ADD holders :j",
@@ -35,12 +36,19 @@ class DynamoSlotPool:
                     ":id": {"S": job_id},
                     ":cap": {"N": str(self._capacity)},
                 },
+                ReturnValues="UPDATED_NEW",  # the holders after this one: the gauge, at no extra read
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                self._report(self._capacity)
                 return False
             raise
+        self._report(len(out.get("Attributes", {}).get("holders", {}).get("SS", [])))
         return True
+
+    def _report(self, in_use: int) -> None:
+        count(MetricName.UPSTREAM_SLOTS_IN_USE, in_use)
+        count(MetricName.UPSTREAM_CONCURRENCY_CAP, self._capacity)
 
     def holders(self) -> list[str]:
         item = self._client.get_item(TableName=self._table, Key=_KEY, ConsistentRead=True).get("Item", {})

@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from fluxrelay.domain.errors import ConflictError, FluxRelayError, JobStateError
 from fluxrelay.domain.jobs import AttemptOutcome, JobItem, WebhookAttempt, WebhookState, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Presenter, UrlCheck, WebhookSecrets, WebhookSender
 from fluxrelay.models.workflow import WebhookDelivery
-from fluxrelay.observability import logger, metrics
+from fluxrelay.observability import MetricName, count, logger
 
 Clock = Callable[[], datetime]
 Change = Callable[[WebhookState], WebhookState]
@@ -89,7 +87,7 @@ class WebhookDeliverer:
             after = change(before)
             if self.store.update_webhook(job_id, after, expected_attempts=before.attempts) is not None:
                 if after.state is WebhookDelivery.GAVE_UP and before.state is not WebhookDelivery.GAVE_UP:
-                    metrics.add_metric(name="WebhookDeliveriesGivenUp", unit=MetricUnit.Count, value=1)
+                    count(MetricName.WEBHOOK_GAVE_UP)
                     logger.warning("webhook delivery given up", extra={"reason": after.gave_up_reason})
                 return after
         raise ConflictError("the delivery log changed while this attempt was recorded; try again")

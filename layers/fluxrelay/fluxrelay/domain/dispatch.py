@@ -17,7 +17,7 @@ from fluxrelay.domain.jobs import JobError, JobItem, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, SlotPool, Upstream
 from fluxrelay.models.wire import GenerationRequest
-from fluxrelay.observability import logger
+from fluxrelay.observability import MetricName, count, logger
 from fluxrelay.settings import Settings
 
 Clock = Callable[[], datetime]
@@ -47,6 +47,7 @@ class Dispatcher:
         sent (cancelled). Other failures fail the job and are raised."""
         if not self.slots.acquire(job.job_id) and not (self._reap() and self.slots.acquire(job.job_id)):
             logger.info("upstream concurrency cap reached; job queued")
+            count(MetricName.DISPATCH_DEFERRED)
             return job
         if not self.store.claim(job.job_id, "dispatched_at", self.clock()):
             current = self.store.get(job.job_id)
@@ -65,6 +66,7 @@ class Dispatcher:
         try:
             task = self.upstream.submit(payload)
         except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
+            count(MetricName.UPSTREAM_ERRORS)
             if not requeue_if_unsent:
                 self._record_failure(job, exc)
                 raise
@@ -74,6 +76,7 @@ class Dispatcher:
             self.slots.release(job.job_id)
             return job
         except UpstreamError as exc:
+            count(MetricName.UPSTREAM_ERRORS)
             self._record_failure(job, exc)
             raise
         now = self.clock()

@@ -15,7 +15,7 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Notifier, SlotPool
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.workflow import NotifyOutput, WebhookDelivery
-from fluxrelay.observability import logger
+from fluxrelay.observability import MetricName, count, count_job_finished, logger, milliseconds
 from fluxrelay.settings import Settings
 
 # The longest wait between two webhook attempts, whatever the backoff says.
@@ -44,6 +44,7 @@ class NotifyService:
         if not job.sns_published:
             self.notifier.publish(_notice(job))
             job = self.store.update(job_id, sns_published=True)
+            count_job_finished(job.status.value, job.job_id)  # once per job: its first Notify
         hook = job.webhook
         if hook is None:
             return NotifyOutput(job_id=job_id, attempt=0, webhook=WebhookDelivery.NONE, wait_seconds=0)
@@ -52,7 +53,10 @@ class NotifyService:
         now = self.clock()
         sent = self.deliverer.send(job, hook.url)
         after = self.deliverer.record(job_id, lambda current: self._after(current, now, sent))
+        if sent.ok and job.finished_at is not None:
+            milliseconds(MetricName.WEBHOOK_LATENCY, (now - job.finished_at).total_seconds() * 1000)
         if not sent.ok:
+            count(MetricName.WEBHOOK_FAILURES)
             logger.info(
                 "webhook delivery failed",
                 extra={"attempt": after.attempts, "reason": sent.error, "state": after.state},

@@ -20,7 +20,7 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Upstream
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
-from fluxrelay.observability import logger
+from fluxrelay.observability import MetricName, count, logger
 from fluxrelay.settings import CancelledOutputs, Settings
 
 Clock = Callable[[], datetime]
@@ -58,6 +58,7 @@ class PollService:
         except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
             # The client already retried with backoff; keep polling until the deadline instead of
             # failing a paid job because the upstream had a bad minute.
+            count(MetricName.UPSTREAM_ERRORS)
             logger.warning("upstream result unavailable, will poll again", extra={"reason": exc.message})
             return self._again(job, now)
 

@@ -71,8 +71,9 @@ class JobStore(Protocol):
         """Set `field` only if it is not set yet and the job has not ended; False otherwise (a
         one-time marker that no finished job takes)."""
 
-    def add_usage(self, job_id: str, usage: JobUsage) -> None:
-        """Add `usage` to the job's counters in one atomic write; nothing for an unknown job."""
+    def add_usage(self, job_id: str, usage: JobUsage) -> JobItem | None:
+        """Add `usage` to the job's counters in one atomic write; returns the job as it now is,
+        None (and no write) for an unknown job."""
 
     def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
         """Set the webhook state only while its attempt count is still `expected_attempts`;

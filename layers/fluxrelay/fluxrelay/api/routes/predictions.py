@@ -27,7 +27,7 @@ from fluxrelay.models.wire import (
     enforce_lora_allowlist,
     parse_cancel_after,
 )
-from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.observability import MetricName, count, logger, milliseconds, tracer
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 _SYNC_POLL_SECONDS = 0.5
@@ -75,6 +75,7 @@ def submit(
         ),
     ] = None,
 ) -> Response[PredictionEnvelope]:
+    started = time.perf_counter()
     event = http_event(router)
     owner = require_owner(event)
     c = composition.container()
@@ -111,10 +112,12 @@ def submit(
     job = c.lifecycle.owned(owner, outcome.job_id)
     logger.set_correlation_id(job.job_id)
     usage.bind(job.job_id)  # this invocation is part of what the job costs
-    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    count(MetricName.JOBS_SUBMITTED)
     if request.enable_sync_mode:
         return _wait_for(job, headers)
-    return _present(job, headers=headers)
+    answer = _present(job, headers=headers)
+    milliseconds(MetricName.SUBMIT_LATENCY, (time.perf_counter() - started) * 1000)
+    return answer
 
 
 def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
