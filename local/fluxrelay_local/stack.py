@@ -82,7 +82,8 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> StackConfig:
-        """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY."""
+        """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY,
+        NSFW_POLICY (the template's NsfwPolicy)."""
         env = dict(os.environ if env is None else env)
         config = cls(**kwargs)
         for attr, name in PORT_VARIABLES.items():
@@ -95,6 +96,8 @@ class StackConfig:
             config.wavespeed_api_key = env["WAVESPEED_API_KEY"]
         if env.get("FLUXRELAY_URL_POLICY"):
             config.url_policy = env["FLUXRELAY_URL_POLICY"]
+        if env.get("NSFW_POLICY"):
+            config.parameter_overrides["NsfwPolicy"] = env["NSFW_POLICY"]
         return config
 
 

@@ -20,7 +20,8 @@ Choices where the real service is undocumented ([?] in UPSTREAM.md), all configu
   1 = exact), deterministic from (seed, prompt, index), served at `/output/<task id>/<n>.<ext>`
   (n from 0). With `enable_base64_output` the outputs are raw base64 (no `data:` prefix) unless
   `base64_data_uri=True`.
-- Prompts containing `[fail]` fail; prompts containing `[hang]` never finish; a LoRA path that is
+- Prompts containing `[fail]` fail; prompts containing `[hang]` never finish; prompts containing
+  `[nsfw]` have every output flagged in `has_nsfw_contents`; a LoRA path that is
   neither `owner/repo` nor an https URL makes the task fail later (as upstream most likely does).
 - Sync mode waits at most `sync_timeout_seconds` (default 90), then answers the 5004 shape.
 - Control routes (no auth): `GET|POST /_standin/faults`, `POST /_standin/reset`,
@@ -64,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 FAIL_MARKER = "[fail]"
 HANG_MARKER = "[hang]"
+NSFW_MARKER = "[nsfw]"
 FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
 MAX_SEED = 2_147_483_647
 SIZE_RE = re.compile(r"^(\d{1,5})\*(\d{1,5})$")
@@ -643,7 +645,7 @@ class StandIn:
             "model": MODEL_ID,
             "outputs": outputs,
             "urls": {"get": f"{task.base_url}/api/v3/predictions/{task.id}/result"},
-            "has_nsfw_contents": [False] * len(outputs),
+            "has_nsfw_contents": [NSFW_MARKER in task.params["prompt"]] * len(outputs),
             "status": status,
             "created_at": task.created_at,
             "error": (task.error or "") if status == "failed" else "",

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fluxrelay_local.stack import LocalStack
@@ -373,6 +373,41 @@ def test_webhook_answered_500_is_redelivered_until_it_succeeds_once(stack: Local
     ]
     assert all(a["next_retry_at"] > a["at"] for a in attempts[:2])
     assert attempts[2]["next_retry_at"] is None
+
+
+# --------------------------------------------------------------------------- NSFW policy
+def detail(image: Image.Image) -> float:
+    """Mean difference between neighbouring pixels: high for edges and text, ~0 when smooth."""
+    grey = image.convert("L")
+    shifted = grey.transform(grey.size, Image.Transform.AFFINE, (1, 0, 1, 0, 1, 0))
+    diff = ImageChops.difference(grey, shifted).crop((0, 0, grey.width - 1, grey.height))
+    return float(ImageStat.Stat(diff).mean[0])
+
+
+def test_blur_policy_serves_only_a_blurred_copy_of_a_flagged_output(alice: Api) -> None:
+    body = {"prompt": "a beach [nsfw]", "size": "256*256", "seed": 7}
+    with settings_env(NSFW_POLICY="flag"):
+        flagged = alice.wait_finished(submitted_id(alice.submit(body)))
+    with settings_env(NSFW_POLICY="blur"):
+        blurred = alice.wait_finished(submitted_id(alice.submit(body)))
+
+    assert flagged["has_nsfw_contents"] == blurred["has_nsfw_contents"] == [True]
+    original = open_image(httpx.get(flagged["outputs"][0]).content)
+    served = open_image(httpx.get(blurred["outputs"][0]).content)
+    assert served.size == original.size == (256, 256)
+    assert detail(original) > 4 * detail(served), (detail(original), detail(served))
+
+
+def test_withhold_policy_serves_no_flagged_output_and_says_why(alice: Api) -> None:
+    with settings_env(NSFW_POLICY="withhold"), WebhookReceiver() as hook:
+        job_id = submitted_id(alice.submit({"prompt": "a beach [nsfw]", "size": "256*256"}, webhook=hook.url))
+        data = alice.wait_finished(job_id)
+        (delivery,) = hook.wait(1)
+
+    assert (data["status"], data["outputs"], data["has_nsfw_contents"]) == ("completed", [], [])
+    assert data["withheld"]["count"] == 1
+    assert "flagged as NSFW" in data["withheld"]["reason"]
+    assert delivery.json()["withheld"] == data["withheld"]
 
 
 # --------------------------------------------------------------------------- access

@@ -304,6 +304,72 @@ def test_outputs_over_the_byte_cap_fail_the_job(world: dict[str, Any]) -> None:
     assert "larger than" in world["store"].get(job_id).error.message
 
 
+def checkerboard(fmt: str, size: int = 256, square: int = 8) -> bytes:
+    """A sharp black-and-white pattern: any detail that survives obscuring shows up in it."""
+    img = Image.new("RGB", (size, size), "white")
+    pixels = img.load()
+    for x in range(size):
+        for y in range(size):
+            if (x // square + y // square) % 2:
+                pixels[x, y] = (0, 0, 0)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def flagged_job(world: dict[str, Any], fmt: str = "png") -> str:
+    job_id = make_job(world, output_format=fmt, num_images=2)
+    urls = [f"https://cdn/{n}.{fmt}" for n in (0, 1)]
+    poller(world, [pred("completed", outputs=urls, has_nsfw_contents=[True, False])]).check(job_id)
+    return job_id
+
+
+@pytest.mark.parametrize(("fmt", "pillow"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_blur_policy_stores_only_an_obscured_copy_of_a_flagged_output(
+    world: dict[str, Any], fmt: str, pillow: str
+) -> None:
+    job_id = flagged_job(world, fmt)
+    files: dict[str, bytes | int] = {f"https://cdn/{n}.{fmt}": checkerboard(pillow) for n in (0, 1)}
+    svc, bucket = outputs_service(world, files, NSFW_POLICY="blur")
+    assert svc.store_outputs(job_id).status == "completed"
+    flagged, clean = (bucket.objects[f"outputs/{job_id}/{n}.{fmt}"][0] for n in (0, 1))
+    assert clean == files[f"https://cdn/1.{fmt}"]  # an unflagged output is stored as it came
+    with Image.open(io.BytesIO(flagged)) as img:
+        assert (img.format, img.size) == (pillow, (256, 256))
+        grey = img.convert("L")
+    # The 8 px squares are gone, not just softened: what is left is a smooth grey.
+    low, high = grey.getextrema()
+    assert high - low < 40
+    assert [o.nsfw for o in world["store"].get(job_id).outputs] == [True, False]
+
+
+def test_withhold_policy_never_stores_a_flagged_output_and_the_prediction_says_why(
+    world: dict[str, Any],
+) -> None:
+    job_id = flagged_job(world)
+    files: dict[str, bytes | int] = {f"https://cdn/{n}.png": image_bytes("PNG") for n in (0, 1)}
+    svc, bucket = outputs_service(world, files, NSFW_POLICY="withhold")
+    assert svc.store_outputs(job_id).status == "completed"
+    assert list(bucket.objects) == [f"outputs/{job_id}/1.png"]
+    assert svc.sources.opened == ["https://cdn/1.png"]  # type: ignore[attr-defined]
+    prediction = PredictionPresenter(bucket, settings()).present(world["store"].get(job_id))
+    assert len(prediction.outputs) == 1
+    assert prediction.has_nsfw_contents == [False]
+    assert prediction.withheld is not None
+    assert prediction.withheld.count == 1
+    assert "1 of 2 outputs flagged as NSFW" in prediction.withheld.reason
+
+
+def test_flag_policy_stores_flagged_outputs_as_they_came(world: dict[str, Any]) -> None:
+    job_id = flagged_job(world)
+    files: dict[str, bytes | int] = {f"https://cdn/{n}.png": checkerboard("PNG") for n in (0, 1)}
+    svc, bucket = outputs_service(world, files)
+    assert svc.store_outputs(job_id).status == "completed"
+    assert bucket.objects[f"outputs/{job_id}/0.png"][0] == files["https://cdn/0.png"]
+    prediction = PredictionPresenter(bucket, settings()).present(world["store"].get(job_id))
+    assert (prediction.has_nsfw_contents, prediction.withheld) == ([True, False], None)
+
+
 # --- notify -----------------------------------------------------------------------------------
 def notifier(
     world: dict[str, Any], statuses: list[int], **kw: Any

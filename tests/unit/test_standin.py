@@ -298,6 +298,14 @@ def test_fault_slow_result_makes_clients_time_out(standin: StandIn, http: httpx.
         http.get(f"/api/v3/predictions/{task['id']}/result", headers=AUTH, timeout=0.2)
 
 
+def test_the_nsfw_marker_flags_every_output(http: httpx.Client, clock: ManualClock) -> None:
+    flagged = submit(http, {"prompt": "a beach [nsfw]", "num_images": 2})
+    clean = submit(http, {"prompt": "a beach"})
+    clock.now += 3600
+    assert result(http, flagged["id"])["has_nsfw_contents"] == [True, True]
+    assert result(http, clean["id"])["has_nsfw_contents"] == [False]
+
+
 def test_fault_failing_and_never_finishing_tasks(
     standin: StandIn, http: httpx.Client, clock: ManualClock
 ) -> None:

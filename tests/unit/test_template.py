@@ -12,6 +12,8 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import cfn_yaml
 
+from fluxrelay.settings import NsfwPolicy, Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 ASL_PATH = ROOT / "statemachines" / "generation.asl.json"
@@ -65,6 +67,7 @@ PARAMETER_ENV = {
     "WebhookRetryBaseSeconds": "WEBHOOK_RETRY_BASE_SECONDS",
     "UrlPolicy": "FLUXRELAY_URL_POLICY",
     "LoraAllowlist": "LORA_ALLOWLIST",
+    "NsfwPolicy": "NSFW_POLICY",
     "CostPrices": "COST_PRICES",
     "LogLevel": "POWERTOOLS_LOG_LEVEL",
     "MaxConcurrentUpstreamTasks": "MAX_CONCURRENT_UPSTREAM_TASKS",
@@ -336,6 +339,8 @@ def test_parameters_reach_every_function_as_contract_env_vars(template: dict[str
     assert params["UrlPolicy"]["Default"] == "strict"
     assert set(params["UrlPolicy"]["AllowedValues"]) == {"strict", "development"}
     assert params["LoraAllowlist"]["Default"] == ""
+    assert params["NsfwPolicy"]["Default"] == Settings().nsfw_policy
+    assert set(params["NsfwPolicy"]["AllowedValues"]) == set(NsfwPolicy)
     assert int(params["Img2ImgMaxConcurrency"]["MinValue"]) >= 2
 
 

@@ -36,6 +36,14 @@ class CancelledOutputs(StrEnum):
     KEEP = "keep"
 
 
+class NsfwPolicy(StrEnum):
+    """What happens to an output the upstream flags in `has_nsfw_contents`."""
+
+    FLAG = "flag"  # stored and served as it is, flagged (WaveSpeed's own behaviour)
+    BLUR = "blur"  # only an irreversibly blurred copy is stored and served
+    WITHHOLD = "withhold"  # never stored nor served; the prediction says how many were withheld
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -106,6 +114,8 @@ class Settings(BaseSettings):
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CORS_ALLOWED_ORIGINS"
     )
+    # Applied when a job's outputs are stored; a change does not touch outputs stored before it.
+    nsfw_policy: NsfwPolicy = Field(NsfwPolicy.FLAG, validation_alias="NSFW_POLICY")
 
     # --- uploads and img2img by upload ---
     # Lifetime of a presigned PUT for `POST /api/v3/media/uploads`.

@@ -10,7 +10,7 @@ from fluxrelay.domain.deliveries import message_id
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
 from fluxrelay.models.deliveries import WebhookAttemptRecord, WebhookDeliveryLog
-from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings
+from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings, WithheldOutputs
 from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.settings import Settings
 
@@ -43,6 +43,7 @@ class PredictionPresenter:
             executionTime=inference,
             timings=Timings(inference=inference),
             metrics=self.metrics(job) if with_metrics else None,
+            withheld=_withheld(job),
         )
 
     def metrics(self, job: JobItem) -> PredictionMetrics:
@@ -61,6 +62,18 @@ class PredictionPresenter:
                 job.usage, objects_stored=len(job.outputs), bytes_stored=bytes_stored
             ),
         )
+
+
+def _withheld(job: JobItem) -> WithheldOutputs | None:
+    count = job.withheld_outputs
+    if not count:
+        return None
+    total = count + len(job.outputs)
+    return WithheldOutputs(
+        count=count,
+        reason=f"{count} of {total} outputs flagged as NSFW by the model provider; "
+        "this service withholds flagged outputs",
+    )
 
 
 def delivery_log(job: JobItem) -> WebhookDeliveryLog:

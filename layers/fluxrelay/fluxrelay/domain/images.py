@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from fluxrelay.domain.errors import InvalidRequestError
 
@@ -54,3 +54,24 @@ def sniff(head: bytes, *, full: bool = False) -> ImageInfo:
 def size_matches(info: ImageInfo, width: int, height: int) -> bool:
     """FLUX renders in multiples of 16: accept the requested size or the size floored to 16."""
     return (info.width, info.height) in {(width, height), (width // 16 * 16, height // 16 * 16)}
+
+
+# An obscured image keeps at most this many cells along its longer side: everything finer is gone
+# from the stored file, so no deblurring can bring it back (a blur alone can be partly undone).
+_OBSCURED_CELLS = 12
+_PILLOW_NAMES = {fmt: pillow for pillow, (fmt, _, _) in FORMATS.items()}
+
+
+def obscure(data: bytes, fmt: str) -> bytes:
+    """The image shrunk to a few cells, scaled back to its size and blurred, in the same format
+    (`jpeg`, `png` or `webp`) and with no metadata."""
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+    width, height = rgb.size
+    scale = _OBSCURED_CELLS / max(width, height)
+    cells = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+    smooth = cells.resize((width, height), Image.Resampling.BILINEAR)
+    blurred = smooth.filter(ImageFilter.GaussianBlur(radius=max(width, height) / (_OBSCURED_CELLS * 2)))
+    out = io.BytesIO()
+    blurred.save(out, format=_PILLOW_NAMES[fmt])
+    return out.getvalue()

@@ -167,6 +167,7 @@ class JobItem(BaseModel):
     cancel_after_at: datetime | None = None
     polls: int = 0
     outputs: list[OutputItem] = Field(default_factory=list)
+    withheld_outputs: int = 0  # flagged outputs left out under the `withhold` NSFW policy
     error: JobError | None = None
     webhook: WebhookState | None = None
     sns_published: bool = False
@@ -200,6 +201,7 @@ class JobFields(TypedDict, total=False):
     cancel_after_at: datetime | None
     polls: int
     outputs: list[OutputItem]
+    withheld_outputs: int
     error: JobError | None
     webhook: WebhookState | None
     sns_published: bool

@@ -124,6 +124,7 @@ class JobLifecycle:
         *,
         error: JobError | None = None,
         outputs: list[OutputItem] | None = None,
+        withheld_outputs: int = 0,
     ) -> JobItem:
         """End the job as `to` (a terminal status). Returns the job as it now is: the finished
         one, or the job as another writer left it when it had already moved on."""
@@ -132,6 +133,8 @@ class JobLifecycle:
             fields["error"] = error
         if outputs is not None:
             fields["outputs"] = outputs
+        if withheld_outputs:
+            fields["withheld_outputs"] = withheld_outputs
         updated = self.store.transition(job_id, to, **fields)
         return updated or self.load(job_id)
 

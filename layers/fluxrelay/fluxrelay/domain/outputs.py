@@ -15,7 +15,7 @@ from fluxrelay.domain.ports import OutputSource, OutputStore
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import JobStatusOutput
 from fluxrelay.observability import logger
-from fluxrelay.settings import CancelledOutputs, Settings
+from fluxrelay.settings import CancelledOutputs, NsfwPolicy, Settings
 
 
 def output_key(job_id: str, index: int, fmt: str) -> str:
@@ -36,11 +36,11 @@ class OutputService:
         if job.status.terminal:
             return JobStatusOutput(job_id=job_id, status=job.status.value)
         try:
-            stored = self._copy_all(job)
+            stored, withheld = self._copy_all(job)
         except OutputUnavailableError as exc:
             failed = self.lifecycle.fail(job_id, JobError(type="output_unavailable", message=exc.message))
             return JobStatusOutput(job_id=job_id, status=failed.status.value)
-        done = self.lifecycle.finish(job_id, JobStatus.COMPLETED, outputs=stored)
+        done = self.lifecycle.finish(job_id, JobStatus.COMPLETED, outputs=stored, withheld_outputs=withheld)
         return JobStatusOutput(job_id=job_id, status=done.status.value)
 
     def _keep_late_outputs(self, job: JobItem) -> JobStatusOutput:
@@ -48,20 +48,26 @@ class OutputService:
         stored on the job, which stays cancelled."""
         if job.upstream_outputs and not job.outputs:
             try:
-                self.lifecycle.keep_outputs(job.job_id, self._copy_all(job))
+                # The NSFW policy holds here too; only the count of withheld outputs is not kept.
+                self.lifecycle.keep_outputs(job.job_id, self._copy_all(job)[0])
             except OutputUnavailableError as exc:
                 logger.info("the images of a cancelled job could not be kept", extra={"reason": exc.message})
         return JobStatusOutput(job_id=job.job_id, status=job.status.value)
 
-    def _copy_all(self, job: JobItem) -> list[OutputItem]:
+    def _copy_all(self, job: JobItem) -> tuple[list[OutputItem], int]:
+        """The outputs stored under the NSFW policy, and how many flagged ones it withheld."""
         request = GenerationRequest.model_validate(job.request)
         if not job.upstream_outputs:
             raise OutputUnavailableError("the upstream reported completion but returned no outputs")
         stored: list[OutputItem] = []
+        withheld = 0
         for index, source in enumerate(job.upstream_outputs):
             nsfw = job.nsfw[index] if index < len(job.nsfw) else False
+            if nsfw and self.settings.nsfw_policy is NsfwPolicy.WITHHOLD:
+                withheld += 1  # never fetched, so never in our bucket
+                continue
             stored.append(self._copy(job, request, index, source, nsfw))
-        return stored
+        return stored, withheld
 
     def _copy(
         self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool
@@ -110,7 +116,11 @@ class OutputService:
                 yield chunk
 
         key = output_key(job.job_id, index, info.format)
-        size = self.outputs.put_stream(key, capped(), info.content_type)
+        body: Iterator[bytes] = capped()
+        if nsfw and self.settings.nsfw_policy is NsfwPolicy.BLUR:
+            # Obscured before the first byte is stored: the bucket never holds the original.
+            body = iter([images.obscure(b"".join(body), info.format)])
+        size = self.outputs.put_stream(key, body, info.content_type)
         return OutputItem(
             key=key,
             content_type=info.content_type,

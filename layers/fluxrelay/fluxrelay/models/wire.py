@@ -85,6 +85,7 @@ __all__ = [
     "UtcDatetime",
     "WebhookSecret",
     "WebhookSecretEnvelope",
+    "WithheldOutputs",
     "describe_errors",
     "describe_validation_error",
     "enforce_lora_allowlist",
@@ -465,6 +466,13 @@ class Timings(BaseModel):
     inference: int = 0  # ms
 
 
+class WithheldOutputs(BaseModel):
+    """Outputs this service does not serve (fluxrelay's addition; WaveSpeed clients ignore it)."""
+
+    count: int
+    reason: str
+
+
 class PredictionMetrics(BaseModel):
     """What the job cost (fluxrelay's addition, like Replicate's `metrics`; WaveSpeed clients
     ignore it). Counted from the job's own invocations; the caller's result polls and the
@@ -520,6 +528,7 @@ class Prediction(BaseModel):
         exclude_if=lambda v: v is None,
         description="Whether the same request may succeed if sent again.",
     )
+    withheld: WithheldOutputs | None = Field(None, exclude_if=lambda v: v is None)
 
 
 # --- envelope -------------------------------------------------------------------------------
