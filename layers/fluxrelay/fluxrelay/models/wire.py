@@ -528,7 +528,11 @@ class Prediction(BaseModel):
         exclude_if=lambda v: v is None,
         description="Whether the same request may succeed if sent again.",
     )
-    withheld: WithheldOutputs | None = Field(None, exclude_if=lambda v: v is None)
+    withheld: WithheldOutputs | None = Field(
+        None,
+        exclude_if=lambda v: v is None,
+        description="Flagged outputs this service did not serve, and why.",
+    )
 
 
 # --- envelope -------------------------------------------------------------------------------
