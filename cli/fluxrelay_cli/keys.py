@@ -20,7 +20,7 @@ from fluxrelay_cli.app import JsonOption, Options, app, err, out, print_json
 from fluxrelay_cli.target import START_HINT, CliError, read_stack_file
 
 if TYPE_CHECKING:
-    from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+    from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -60,7 +60,7 @@ def key_store(options: Options, stack_name: str | None, region: str | None) -> I
     import boto3
     from botocore.config import Config
 
-    from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+    from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 
     if stack_name:
         with _aws_errors(f"AWS (stack {stack_name})", local=False):

@@ -163,7 +163,7 @@ def aws_client(service: str, region: str, endpoint_url: str) -> Any:
 
 @contextmanager
 def own_stack(args: argparse.Namespace, writes: DynamoWriteCounter) -> Iterator[Target]:
-    from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+    from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
     from fluxrelay.composition import reset
     from fluxrelay_local.stack import LocalStack, StackConfig
 

@@ -476,7 +476,7 @@ class LocalStack:
         if not table:
             return
         try:
-            from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+            from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
         except ImportError:  # the harness works for any template, fluxrelay or not
             return
         store = DynamoApiKeyStore(table)

@@ -58,8 +58,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Request, Response
 
+from fluxrelay.adapters.wavespeed import sign_wavespeed_webhook
 from fluxrelay.models.wire import MODEL_ID
-from fluxrelay.upstream import sign_wavespeed_webhook
 
 logger = logging.getLogger(__name__)
 

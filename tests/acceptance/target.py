@@ -32,7 +32,7 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 
 # The outputs of template.yaml the suite reads; `TableName` only to issue the temporary keys.
 REQUIRED_OUTPUTS = ("ApiUrl", "TableName", "BucketName", "TopicArn")

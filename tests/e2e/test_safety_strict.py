@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
+from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import Api, WebhookReceiver, wait_for
 

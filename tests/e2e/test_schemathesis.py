@@ -21,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from fluxrelay import urlguard
+from fluxrelay.adapters.urlguard import rules as urlguard
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import Api
 

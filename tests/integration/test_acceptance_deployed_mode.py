@@ -4,7 +4,7 @@ the temporary keys land in its table and authenticate at its API."""
 
 from __future__ import annotations
 
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 from fluxrelay_local.stack import LocalStack
 from tests.acceptance.target import deployed_target
 from tests.support.stack import Api

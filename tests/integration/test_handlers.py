@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 from fluxrelay.composition import container
 from fluxrelay.domain.errors import JobStateError
 from fluxrelay.domain.jobs import JobItem, JobStatus, WebhookState, new_job_id

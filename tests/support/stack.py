@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 from fluxrelay_local.receiver import Delivery, WebhookReceiver  # noqa: F401 - re-exported for tests
 from fluxrelay_local.stack import LocalStack, StackConfig
 

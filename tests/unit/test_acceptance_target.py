@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 from fluxrelay_local.deploy import load_template
 from tests.acceptance.target import (
     REQUIRED_OUTPUTS,

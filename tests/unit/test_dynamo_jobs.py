@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
+from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
 from fluxrelay.domain.jobs import (
     JobError,
     JobItem,

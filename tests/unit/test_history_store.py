@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
+from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
 from fluxrelay.domain.errors import InvalidRequestError
 from fluxrelay.domain.history import HistoryService, JobFilter, decode_cursor, encode_cursor
 from fluxrelay.domain.jobs import JobItem, JobStatus, new_job_id

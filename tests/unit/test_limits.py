@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from fluxrelay.adapters.dynamo_limits import DynamoLimiter
-from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
+from fluxrelay.adapters.dynamo.limits import DynamoLimiter
+from fluxrelay.adapters.dynamo.slots import DynamoSlotPool
 from fluxrelay.api.idempotency import Idempotency, IdempotentOutcome
 from fluxrelay.domain.errors import ConflictError, IdempotencyMismatchError, QuotaExceededError
 from tests.unit.conftest import TABLE

@@ -24,7 +24,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from fluxrelay.upstream import verify_wavespeed_webhook
+from fluxrelay.adapters.wavespeed import verify_wavespeed_webhook
 from fluxrelay_local.standin import StandIn
 
 API_KEY = "standin-test-key"

@@ -19,6 +19,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from fluxrelay.adapters.wavespeed import (
+    WaveSpeedClient,
+    sign_wavespeed_webhook,
+    verify_wavespeed_webhook,
+)
 from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
     InvalidRequestError,
@@ -30,11 +35,6 @@ from fluxrelay.domain.errors import (
     UpstreamUnavailableError,
 )
 from fluxrelay.models.upstream import UpstreamPrediction
-from fluxrelay.upstream import (
-    WaveSpeedClient,
-    sign_wavespeed_webhook,
-    verify_wavespeed_webhook,
-)
 from fluxrelay_local.standin import StandIn
 
 API_KEY = "sk-live-TOPSECRET-0123456789abcdef"

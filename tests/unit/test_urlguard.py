@@ -21,18 +21,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxrelay.domain.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
-from fluxrelay.settings import UrlPolicyName
-from fluxrelay.urlguard import (
+from fluxrelay.adapters.urlguard.rules import (
     CheckedUrl,
     FetchError,
     Resolver,
     ResponseTooLargeError,
     UrlPolicy,
     check_url,
-    safe_request,
-    safe_stream,
 )
+from fluxrelay.adapters.urlguard.transport import safe_request, safe_stream
+from fluxrelay.domain.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
+from fluxrelay.settings import UrlPolicyName
 
 STRICT = UrlPolicy.strict()
 DEV = UrlPolicy.development()

@@ -17,9 +17,9 @@ from moto import mock_aws
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, new_webhook_secret
+from fluxrelay.adapters.urlguard.rules import UrlPolicy
 from fluxrelay.adapters.webhooks import StandardWebhookSender, sign
 from fluxrelay.models.wire import Prediction, PredictionUrls
-from fluxrelay.urlguard import UrlPolicy
 from tests.support.stack import WebhookReceiver
 
 PREFIX = "fluxrelay-test/webhook/"

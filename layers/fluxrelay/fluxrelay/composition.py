@@ -10,14 +10,17 @@ from __future__ import annotations
 import sys
 from functools import cached_property, lru_cache
 
-from fluxrelay.adapters.dynamo_jobs import DynamoJobStore
-from fluxrelay.adapters.dynamo_keys import DynamoApiKeyStore
-from fluxrelay.adapters.dynamo_limits import DynamoLimiter
-from fluxrelay.adapters.dynamo_slots import DynamoSlotPool
+from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
+from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
+from fluxrelay.adapters.dynamo.limits import DynamoLimiter
+from fluxrelay.adapters.dynamo.slots import DynamoSlotPool
 from fluxrelay.adapters.fetch import GuardedOutputSource
-from fluxrelay.adapters.messaging import SnsNotifier, StepFunctionsWorkflow
 from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
+from fluxrelay.adapters.sns import SnsNotifier
+from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
+from fluxrelay.adapters.urlguard.rules import UrlPolicy, check_url
+from fluxrelay.adapters.wavespeed import WaveSpeedClient
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
@@ -33,8 +36,6 @@ from fluxrelay.domain.poll import PollService
 from fluxrelay.domain.submit import SubmitService
 from fluxrelay.domain.uploads import UploadService
 from fluxrelay.settings import Settings, get_settings
-from fluxrelay.upstream import WaveSpeedClient
-from fluxrelay.urlguard import UrlPolicy, check_url
 
 
 class Container:

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         """The wait before a submitted job's first result check: its expected inference time."""
         return math.ceil(self.expected_seconds_per_image * num_images)
 
+    def validation_context(self) -> dict[str, object]:
+        """The pydantic validation context of request models: the URL policy and LoRA allowlist
+        of this deployment (models never read the environment themselves)."""
+        return {"url_policy": self.url_policy.value, "lora_allowlist": list(self.lora_allowlist)}
+
     @field_validator("lora_allowlist", "cors_allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

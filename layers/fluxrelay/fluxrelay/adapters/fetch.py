@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fluxrelay.adapters.urlguard.rules import UrlPolicy
+from fluxrelay.adapters.urlguard.transport import safe_stream
 from fluxrelay.domain.errors import OutputUnavailableError, UnsafeUrlError
-from fluxrelay.urlguard import UrlPolicy, safe_stream
 
 _GONE = {403: "forbidden", 404: "not found", 410: "gone"}
 

@@ -12,6 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.adapters.aws import error_code
 from fluxrelay.domain.errors import InvalidRequestError
 
 
@@ -111,7 +112,7 @@ class S3UploadStore:
         try:
             out = self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         return ObjectInfo(
@@ -131,7 +132,7 @@ class S3UploadStore:
         try:
             out = self._client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
         if int(out["ContentLength"]) > max_bytes:

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
+from fluxrelay.adapters.aws import error_code
 
 _CACHE_SECONDS = 60
 _OWNER_SAFE = re.compile(r"[^A-Za-z0-9/_+=.@-]")
@@ -50,10 +51,7 @@ class SecretsManagerWebhookSecrets:
             raw = parameters.get_secret(self._name(owner), max_age=_CACHE_SECONDS, force_fetch=fresh)
         except parameters.exceptions.GetParameterError as exc:
             cause = exc.__cause__
-            if (
-                isinstance(cause, ClientError)
-                and cause.response["Error"]["Code"] == "ResourceNotFoundException"
-            ):
+            if isinstance(cause, ClientError) and error_code(cause) == "ResourceNotFoundException":
                 return None
             if "ResourceNotFoundException" in str(exc):
                 return None
@@ -92,7 +90,7 @@ class SecretsManagerWebhookSecrets:
         try:
             self._client.create_secret(Name=self._name(owner), SecretString=json.dumps(doc))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceExistsException":
+            if error_code(exc) != "ResourceExistsException":
                 raise
             # Another request created it first: use theirs.
             return self._load(owner, fresh=True) or doc

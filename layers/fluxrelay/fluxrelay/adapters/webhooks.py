@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
+from fluxrelay.adapters.urlguard.rules import UrlPolicy
+from fluxrelay.adapters.urlguard.transport import safe_request
 from fluxrelay.models.wire import Prediction
-from fluxrelay.urlguard import UrlPolicy, safe_request
 
 
 def sign(secrets: list[str], message_id: str, timestamp: datetime, body: str) -> str:

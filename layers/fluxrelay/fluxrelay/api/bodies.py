@@ -13,12 +13,17 @@ from aws_lambda_powertools.event_handler import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from pydantic import BaseModel, ValidationError
 
 from fluxrelay.api.envelope import JSON
 from fluxrelay.domain.errors import InvalidRequestError
 from fluxrelay.models.wire import parse_json_object
+from fluxrelay.settings import get_settings
 
 
 class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
@@ -38,7 +43,29 @@ class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
                 errors=[{"type": "unsupported_content_type", "loc": ("body",), "msg": content_type}],
             )
         body = app.current_event.decoded_body
-        return parse_json_object(body) if body else None
+        data = parse_json_object(body) if body else None
+        model = _body_model(app)
+        if data is None or model is None:
+            return data
+        # Validated here, with this deployment's URL policy and LoRA allowlist as the validation
+        # context (Powertools validates without one). Powertools then takes the model instance
+        # as it is: pydantic does not validate an instance of the model again.
+        try:
+            return model.model_validate(data, context=get_settings().validation_context())
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            ) from None
+
+
+def _body_model(app: ApiGatewayResolver) -> type[BaseModel] | None:
+    """The pydantic model of the route's one `Body()` parameter, if it has exactly one."""
+    route = app.context.get("_route")
+    params = route.dependant.body_params if route is not None else []
+    if len(params) != 1:
+        return None
+    annotation = params[0].field_info.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def read_bodies_as_json(app: ApiGatewayResolver) -> None:

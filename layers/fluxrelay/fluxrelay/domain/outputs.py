@@ -56,7 +56,7 @@ class OutputService:
 
     def _copy_all(self, job: JobItem) -> tuple[list[OutputItem], int]:
         """The outputs stored under the NSFW policy, and how many flagged ones it withheld."""
-        request = GenerationRequest.model_validate(job.request)
+        request = GenerationRequest.model_validate(job.request, context=self.settings.validation_context())
         if not job.upstream_outputs:
             raise OutputUnavailableError("the upstream reported completion but returned no outputs")
         stored: list[OutputItem] = []

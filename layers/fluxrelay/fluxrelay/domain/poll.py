@@ -111,7 +111,7 @@ class PollService:
 
     def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckResultOutput:
         """A job waiting for an upstream slot: try to submit it now."""
-        request = GenerationRequest.model_validate(job.request)
+        request = GenerationRequest.model_validate(job.request, context=self.settings.validation_context())
         try:
             dispatched = self.dispatcher.dispatch(job, request, requeue_if_unsent=True)
         except UpstreamError:

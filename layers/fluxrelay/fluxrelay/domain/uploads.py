@@ -49,7 +49,6 @@ from fluxrelay.models.wire import (
     UploadTicket,
     UploadTicketRequest,
     describe_validation_error,
-    enforce_lora_allowlist,
     parse_json_object,
 )
 from fluxrelay.models.workflow import ExpireUploadOutput
@@ -131,10 +130,9 @@ class UploadService:
         """Validate, record the job as `waiting_upload`, start its expiry timer, hand out the PUT."""
         if f"{IMG2IMG_PREFIX}{owner}/" == DROPS_PREFIX:
             raise InvalidRequestError("this owner name is reserved for operator drops")
-        body = enforce_lora_allowlist(body, self.settings.lora_allowlist)
         if body.content_length is not None:
             self._check_size(body.content_length, self.settings.max_upload_bytes, what="content_length")
-        request = body.to_generation_request()
+        request = body.to_generation_request(self.settings.validation_context())
         job_id = new_job_id()
         key = f"{IMG2IMG_PREFIX}{owner}/{job_id}.{_EXTENSIONS[body.content_type]}"
         window = self.settings.upload_window_seconds
@@ -245,10 +243,8 @@ class UploadService:
         except InvalidRequestError as exc:
             raise InvalidRequestError(f"sidecar {key}: {exc.message}") from None
         try:
-            params = Img2ImgParameters.model_validate(
-                data, context={"lora_allowlist": self.settings.lora_allowlist}
-            )
-            return params.to_generation_request()
+            params = Img2ImgParameters.model_validate(data, context=self.settings.validation_context())
+            return params.to_generation_request(self.settings.validation_context())
         except ValidationError as exc:
             raise InvalidRequestError(f"sidecar {key}: {describe_validation_error(exc)}") from None
 
@@ -329,7 +325,9 @@ class UploadService:
         # The upstream fetches the input itself: a presigned GET that outlives the whole job.
         url = self.uploads.presigned_get(key, self.settings.job_deadline_seconds + EXPIRY_GRACE_SECONDS)
         try:
-            return GenerationRequest.model_validate({**job.request, "image": url})
+            return GenerationRequest.model_validate(
+                {**job.request, "image": url}, context=self.settings.validation_context()
+            )
         except ValidationError as exc:
             raise InvalidRequestError(
                 f"the stored parameters are invalid: {describe_validation_error(exc)}"

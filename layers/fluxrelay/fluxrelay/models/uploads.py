@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -45,10 +46,10 @@ class Img2ImgParameters(GenerationRequest):
         # Overrides GenerationRequest's rule of the same name: the image comes with the upload.
         return value
 
-    def to_generation_request(self) -> GenerationRequest:
+    def to_generation_request(self, context: Mapping[str, object] | None = None) -> GenerationRequest:
         """The plain submit body (image still None), validated again by GenerationRequest."""
         data = self.model_dump(mode="json", include=set(GenerationRequest.model_fields))
-        validated = GenerationRequest.model_validate({**data, "image": _PENDING_IMAGE})
+        validated = GenerationRequest.model_validate({**data, "image": _PENDING_IMAGE}, context=context)
         return validated.model_copy(update={"image": None})
 
 

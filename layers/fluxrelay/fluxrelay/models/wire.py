@@ -8,20 +8,21 @@ Every constrained field type below carries its rule in words (`_rule(...)`): wha
 finds wrong with a value, the caller reads one stable sentence such as
 "num_images must be a whole number from 1 to 4" (see `describe_validation_error`).
 
-URL checks here are syntactic only (https, host, no credentials, no whitespace). Whether a URL
-resolves to a public address is decided by `fluxrelay.urlguard` right before any fetch.
+URLs follow the SSRF guard's rules (`fluxrelay.adapters.urlguard.rules`) minus the DNS lookup:
+whether a URL resolves to a public address is decided by the guard right before any fetch. The
+URL policy and the LoRA allowlist come from the validation context
+(`model_validate(body, context=settings.validation_context())`), never from the environment.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -41,8 +42,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fluxrelay.adapters.urlguard.rules import MAX_URL_LENGTH, UrlPolicy, url_problem
 from fluxrelay.domain.errors import InvalidRequestError
-from fluxrelay.settings import UrlPolicyName, get_settings
 
 __all__ = [
     "ALLOWED_UPLOAD_CONTENT_TYPES",
@@ -88,7 +89,6 @@ __all__ = [
     "WithheldOutputs",
     "describe_errors",
     "describe_validation_error",
-    "enforce_lora_allowlist",
     "error_body",
     "parse_cancel_after",
     "parse_json_object",
@@ -101,7 +101,6 @@ MODEL_ID = "wavespeed-ai/flux-schnell-lora"
 # 512 tokens (schnell: 256), so longer prompts are silently truncated anyway and only cost
 # request size. Raising it is safe; lowering it breaks clients.
 MAX_PROMPT_LENGTH = 2000
-MAX_URL_LENGTH = 2048
 MAX_LORAS = 3
 MIN_IMAGE_SIDE = 256
 MAX_IMAGE_SIDE = 1536
@@ -160,62 +159,25 @@ def _whole_number(rule: str) -> WrapValidator:
 _NUMBER_REJECT = (bool, bytes, bytearray)
 
 
-# --- URLs -----------------------------------------------------------------------------------
-# ASCII host name (IDNs must arrive as punycode) or a bracketed IPv6 literal, optional port.
-_HOST_PORT = re.compile(r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
-
-
 def _has_space_or_control(text: str) -> bool:
     # Cc/Cf catch NUL, CR/LF, TAB and invisible format characters (bidi overrides, zero-width);
-    # Z* catches every Unicode space. Note that urlsplit silently *removes* TAB/CR/LF.
+    # Z* catches every Unicode space.
     return any(
         unicodedata.category(char)[0] == "Z" or unicodedata.category(char) in {"Cc", "Cf"} for char in text
     )
 
 
-def _https_url_problem(url: str) -> str | None:
-    """Why `url` is not an acceptable https URL, or None when it is (syntax only)."""
-    if len(url) > MAX_URL_LENGTH:
-        return f"must be at most {MAX_URL_LENGTH} characters long"
-    if _has_space_or_control(url):
-        return "must not contain spaces or control characters"
-    if "\\" in url:
-        return "must not contain backslashes"
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unbalanced "[" in the host
-        return "must be an https:// URL with a valid host name"
-    if not url.lower().startswith("https://") and not _local_http(parts):
-        return "must be an https:// URL (http://, data:, file: and other schemes are not accepted)"
-    if "@" in parts.netloc:
-        return "must not contain a user name or password (user:password@)"
-    if not _HOST_PORT.fullmatch(parts.netloc):
-        return "must be an https:// URL with a valid host name"
-    try:
-        parts.port  # noqa: B018 - property raises ValueError for a bad port
-    except ValueError:
-        return "must have a valid port number"
-    if ".." in unquote(parts.path).split("/"):
-        return "must not contain '..' path segments"
-    return None
+# --- URLs -----------------------------------------------------------------------------------
+def _url_policy(context: Any) -> UrlPolicy:
+    """The URL policy named by the validation context (`{"url_policy": "development"}`), strict
+    when there is none: what validates never depends on the process environment."""
+    name = context.get("url_policy") if isinstance(context, Mapping) else None
+    return UrlPolicy.from_name(name) if name else UrlPolicy.strict()
 
 
-def _local_http(parts: SplitResult) -> bool:
-    """http:// on a loopback host, accepted only under the development URL policy: on the local
-    stack our own upload URLs (emulated S3) are plain http on 127.0.0.1."""
-    if parts.scheme.lower() != "http" or get_settings().url_policy is not UrlPolicyName.DEVELOPMENT:
-        return False
-    host = (parts.hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_https_url(value: str) -> str:
-    problem = _https_url_problem(value)
+def _check_https_url(value: str, info: ValidationInfo) -> str:
+    # The SSRF guard's own rules (minus the DNS lookup): one set of URL rules for every URL.
+    problem = url_problem(value, _url_policy(info.context))
     if problem:
         raise _violation(problem)
     return value
@@ -228,7 +190,7 @@ def _empty_to_none(value: Any) -> Any:
 
 HttpsUrl = Annotated[
     StrictStr,
-    # Schema only (OpenAPI); the checks themselves are in _https_url_problem, in words.
+    # Schema only (OpenAPI); the checks themselves are the guard's `url_problem`, in words.
     Field(json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH}),
     _rule("must be a string holding an https:// URL"),
     AfterValidator(_check_https_url),
@@ -243,11 +205,9 @@ _HF_ID = re.compile(rf"{_HF_PART}/{_HF_PART}")
 _LORA_PATH_RULE = 'must be a Hugging Face id like "owner/repo" or an https:// URL ending in .safetensors'
 
 
-def _check_lora_path(value: str) -> str:
+def _check_lora_path(value: str, info: ValidationInfo) -> str:
     if value.lower().startswith("https://"):
-        problem = _https_url_problem(value)
-        if problem:
-            raise _violation(problem)
+        _check_https_url(value, info)
         filename = urlsplit(value).path.rsplit("/", 1)[-1]
         if not filename.endswith(".safetensors") or filename == ".safetensors":
             raise _violation("must be an https:// URL whose path ends in a .safetensors file")
@@ -370,8 +330,8 @@ class GenerationRequest(BaseModel):
 
     `size` accepts any integer sides in range, as upstream does; FLUX renders in multiples of 16
     (diffusers floors other sides to 16), so "1000*1000" yields a 992x992 image.
-    Validate with `GenerationRequest.model_validate(body, context={"lora_allowlist": [...]})`
-    to enforce the operator's LoRA allowlist.
+    Validate with `GenerationRequest.model_validate(body, context=settings.validation_context())`
+    to apply the deployment's URL policy and LoRA allowlist.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -787,16 +747,3 @@ def _check_json_values(document: dict[str, Any]) -> None:
 
 
 _Request = TypeVar("_Request", bound=BaseModel)
-
-
-def enforce_lora_allowlist(request: _Request, allowlist: list[str]) -> _Request:
-    """`request` validated again with the operator's LoRA allowlist (routes validate bodies
-    without a context); a refused LoRA is an InvalidRequestError naming the field."""
-    if not allowlist or not getattr(request, "loras", None):
-        return request
-    try:
-        return type(request).model_validate(
-            request.model_dump(mode="json"), context={"lora_allowlist": allowlist}
-        )
-    except ValidationError as exc:
-        raise InvalidRequestError(describe_validation_error(exc)) from None

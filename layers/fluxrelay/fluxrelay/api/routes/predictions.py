@@ -24,7 +24,6 @@ from fluxrelay.models.wire import (
     CANCEL_AFTER_HEADER,
     GenerationRequest,
     PredictionEnvelope,
-    enforce_lora_allowlist,
     parse_cancel_after,
 )
 from fluxrelay.observability import MetricName, count, logger, milliseconds, tracer
@@ -79,7 +78,6 @@ def submit(
     event = http_event(router)
     owner = require_owner(event)
     c = composition.container()
-    request = enforce_lora_allowlist(request, c.settings.lora_allowlist)
     cancel_after_seconds = parse_cancel_after(cancel_after) if cancel_after is not None else None
 
     def work() -> SubmitOutcome:

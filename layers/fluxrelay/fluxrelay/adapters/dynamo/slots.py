@@ -8,6 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from fluxrelay.adapters.aws import CONDITION_FAILED, error_code
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.observability import MetricName, count
 
@@ -39,7 +40,7 @@ class DynamoSlotPool:
                 ReturnValues="UPDATED_NEW",  # the holders after this one: the gauge, at no extra read
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 self._report(self._capacity)
                 return False
             raise

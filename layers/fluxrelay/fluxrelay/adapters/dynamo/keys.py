@@ -6,6 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from fluxrelay.adapters.aws import CONDITION_FAILED, error_code
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.apikeys import ApiKeyItem, generate_key, hash_key, key_id
 from fluxrelay.domain.errors import NotFoundError
@@ -82,7 +83,7 @@ class DynamoApiKeyStore:
                 ExpressionAttributeValues={":revoked": {"S": "revoked"}},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 raise NotFoundError("no such API key") from exc
             raise
 

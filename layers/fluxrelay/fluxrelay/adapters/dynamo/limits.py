@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from fluxrelay.adapters.aws import CONDITION_FAILED, error_code
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import QuotaExceededError
 from fluxrelay.domain.jobs import utcnow
@@ -58,7 +59,7 @@ class DynamoLimiter:
                 },
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 return False
             raise
         return True

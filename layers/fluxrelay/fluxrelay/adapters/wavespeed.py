@@ -17,7 +17,6 @@ import email.utils
 import hashlib
 import hmac
 import json
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -42,8 +41,7 @@ from fluxrelay.domain.errors import (
 )
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import MODEL_ID
-
-logger = logging.getLogger(__name__)
+from fluxrelay.observability import logger
 
 MODEL_PATH = f"/api/v3/{MODEL_ID}"
 RESULT_PATH = "/api/v3/predictions/{task_id}/result"

@@ -1,17 +1,15 @@
-"""The SSRF guard: the only way the backend fetches from or posts to a URL a caller or WaveSpeed gave us.
+"""The SSRF guard's rules: which URLs we accept and which addresses we may talk to.
 
-Every such URL (webhook targets at submit and at delivery, upstream output URLs) goes through
-`check_url`, and every request to one through `safe_request` / `safe_stream`, which:
+Every URL a caller or WaveSpeed gives us is judged here: the request models check the rules that
+need no DNS lookup (`url_problem`) for URLs the upstream fetches itself, and `check_url` vets a
+URL we are about to fetch or post to, resolving its host once and refusing it if *any* address
+is not public (private, loopback, link-local, CGNAT, metadata, multicast, reserved,
+documentation, IPv4 hidden inside IPv6 ...). The transport (`transport.py`) then connects to the
+vetted address itself.
 
-- parse the URL strictly (https only; no credentials, whitespace, control characters or odd host
-  encodings such as `0x7f.1`, `2130706433`, `[::1%25eth0]`),
-- resolve the host once and refuse it if *any* address is not public (private, loopback, link-local,
-  CGNAT, metadata, multicast, reserved, documentation, IPv4 hidden inside IPv6 ...),
-- connect to the vetted address itself (no second DNS lookup, so DNS rebinding cannot swap in
-  127.0.0.1 after the check) while TLS still verifies the certificate against the real host name,
-- never follow redirects, cap the body size and the total time.
-
-The `development` policy additionally allows http and https to loopback (127.0.0.0/8, ::1), so a
+Parsing is strict: https only; no credentials, whitespace, control characters, backslashes, '..'
+path segments or odd host encodings such as `0x7f.1`, `2130706433`, `[::1%25eth0]`. The
+`development` policy additionally allows http and https to loopback (127.0.0.0/8, ::1), so a
 developer can receive webhooks on their laptop; deployed stacks use `strict`.
 
 Written here rather than taken from a library: the SSRF filters on PyPI check a URL or patch
@@ -21,43 +19,34 @@ the real name, which is what closes DNS rebinding.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
-import ssl
-import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final, TypeAlias
-from urllib.parse import urlsplit
-
-import httpx
-import idna
+from urllib.parse import unquote, urlsplit
 
 from fluxrelay.domain.errors import FluxRelayError, OutputUnavailableError, UnsafeUrlError
 
 __all__ = [
-    "DEFAULT_MAX_BYTES",
+    "MAX_URL_LENGTH",
     "CheckedUrl",
     "FetchError",
     "Resolver",
     "ResponseTooLargeError",
-    "SafeResponse",
-    "SafeStream",
     "UrlPolicy",
     "check_url",
-    "safe_request",
-    "safe_stream",
     "system_resolver",
+    "url_problem",
 ]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 # A resolver maps an ASCII host name to its addresses (strings), in preference order.
 Resolver: TypeAlias = Callable[[str], Iterable[str]]
 
-DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
-MAX_URL_LENGTH: Final = 4096
+# One cap for every URL, whoever gave it: callers (images, LoRAs, webhooks) and the upstream (outputs).
+MAX_URL_LENGTH: Final = 2048
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 _HOST_LABEL_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -299,55 +288,63 @@ def _parse_numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(total)
 
 
-def _refuse(label: str, reason: str) -> UnsafeUrlError:
-    return UnsafeUrlError(f"{label} {reason}")
+class _RefusedError(Exception):
+    """A URL broke a rule; `reason` completes a sentence that starts with the URL's label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _normalise_name(raw: str, label: str) -> str:
+def _normalise_name(raw: str) -> str:
     """Lowercase ASCII form of a host name (IDNA/UTS-46 for non-ASCII), without a trailing dot."""
     if "%" in raw:
-        raise _refuse(label, "host must not be percent-encoded")
+        raise _RefusedError("host must not be percent-encoded")
     if raw.isascii():
         name = raw.lower()
     else:
+        import idna  # only for non-ASCII hosts: its tables cost a cold start nothing otherwise
+
         try:
             name = idna.encode(raw, uts46=True).decode("ascii")
         except idna.IDNAError:
-            raise _refuse(label, "host is not a valid internationalised domain name") from None
+            raise _RefusedError("host is not a valid internationalised domain name") from None
     name = name.removesuffix(".")
     labels = name.split(".")
     if not name or len(name) > 253 or any(not 0 < len(part) <= 63 for part in labels):
-        raise _refuse(label, "host is not a valid domain name")
+        raise _RefusedError("host is not a valid domain name")
     if any(not set(part) <= _HOST_LABEL_CHARS or part[0] == "-" or part[-1] == "-" for part in labels):
-        raise _refuse(label, "host is not a valid domain name")
+        raise _RefusedError("host is not a valid domain name")
     if any(part.startswith("xn--") for part in labels):
+        import idna
+
         try:
             idna.decode(name)
         except idna.IDNAError:
-            raise _refuse(label, "host is not a valid internationalised domain name") from None
+            raise _RefusedError("host is not a valid internationalised domain name") from None
     return name
 
 
-def _split_netloc(netloc: str, label: str) -> tuple[str, bool, int | None]:
+def _split_netloc(netloc: str) -> tuple[str, bool, int | None]:
     """(host text, bracketed?, explicit port or None) from an authority without userinfo."""
     if netloc.startswith("["):
         end = netloc.find("]")
         if end < 0:
-            raise _refuse(label, "host is not valid")
+            raise _RefusedError("host is not valid")
         host, rest, bracketed = netloc[1:end], netloc[end + 1 :], True
         if rest and not rest.startswith(":"):
-            raise _refuse(label, "host is not valid")
+            raise _RefusedError("host is not valid")
         port_text = rest[1:] if rest else None
     else:
         if netloc.count(":") > 1:
-            raise _refuse(label, "IPv6 addresses must be written in brackets")
+            raise _RefusedError("IPv6 addresses must be written in brackets")
         host, colon, port_text_or_empty = netloc.partition(":")
         bracketed = False
         port_text = port_text_or_empty if colon else None
     if port_text is None:
         return host, bracketed, None
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) <= 65535:
-        raise _refuse(label, "port is not valid")
+        raise _RefusedError("port is not valid")
     return host, bracketed, int(port_text)
 
 
@@ -360,6 +357,93 @@ def _unsafe_char(url: str) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    scheme: str
+    host: str
+    literal: IPAddress | None
+    explicit_port: int | None
+    port: int
+    path_and_query: str
+
+
+def _parse(url: str, policy: UrlPolicy) -> _Parsed:
+    """Every rule that needs no DNS lookup; raises `_RefusedError`."""
+    if not isinstance(url, str) or not url:
+        raise _RefusedError("is empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise _RefusedError(f"must be at most {MAX_URL_LENGTH} characters long")
+    if _unsafe_char(url):
+        raise _RefusedError("must not contain whitespace, control characters or backslashes")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _RefusedError("is not a valid URL") from None
+    scheme = parts.scheme
+    if scheme not in _DEFAULT_PORTS:
+        got = f" (got {scheme}:)" if scheme and scheme.isascii() and scheme.isalnum() else ""
+        raise _RefusedError(f"must use https{got}")
+    if scheme == "http" and not policy.allow_http_loopback:
+        raise _RefusedError("must use https")
+    if not url[len(scheme) + 1 :].startswith("//"):
+        raise _RefusedError("is not a valid absolute URL")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise _RefusedError("must not contain credentials (user:password@)")
+    host_text, bracketed, explicit_port = _split_netloc(netloc)
+    if not host_text:
+        raise _RefusedError("has no host")
+
+    literal: IPAddress | None
+    if bracketed:
+        if "%" in host_text:
+            raise _RefusedError("must not use an IPv6 zone identifier")
+        literal = _parse_ip(host_text)
+        if not isinstance(literal, ipaddress.IPv6Address):
+            raise _RefusedError("host is not a valid IPv6 address")
+        host = str(literal)
+    else:
+        host = _normalise_name(host_text)
+        try:
+            literal = _parse_numeric_ipv4(host)
+        except ValueError:
+            raise _RefusedError(f"host {host} is not a valid IPv4 address") from None
+        if literal is not None and str(literal) != host_text:
+            # Judge the real address first (clearer reason), then refuse the odd spelling anyway:
+            # other software (the Host header's reader, logs, humans) may read it differently.
+            problem = _address_problem(literal)
+            if problem is not None and not (policy.allow_http_loopback and _is_loopback(literal)):
+                raise _RefusedError(f"host {host} is {problem}")
+            raise _RefusedError(f"host {host_text} is a non-canonical spelling of {literal}; write {literal}")
+
+    port = explicit_port if explicit_port is not None else _DEFAULT_PORTS[scheme]
+    if policy.allowed_ports is not None and port not in policy.allowed_ports:
+        raise _RefusedError(f"port {port} is not allowed")
+    path_and_query = parts.path or "/"
+    if not path_and_query.startswith("/"):
+        raise _RefusedError("is not a valid absolute URL")
+    if ".." in unquote(parts.path).split("/"):
+        raise _RefusedError("must not contain '..' path segments")
+    if parts.query or url.split("#", 1)[0].endswith("?"):
+        path_and_query += "?" + parts.query
+    return _Parsed(scheme, host, literal, explicit_port, port, path_and_query)
+
+
+def url_problem(url: str, policy: UrlPolicy) -> str | None:
+    """Why `url` breaks a rule that needs no DNS lookup (a phrase such as "must use https"), or
+    None. The request models use this for URLs the upstream fetches itself (input images, LoRAs):
+    http is accepted only to loopback (`localhost` or a loopback address) under a policy that
+    allows it, since no lookup says where any other host points."""
+    try:
+        parsed = _parse(url, policy)
+    except _RefusedError as refused:
+        return refused.reason
+    loopback = parsed.host == "localhost" or (parsed.literal is not None and _is_loopback(parsed.literal))
+    if parsed.scheme == "http" and not loopback:
+        return "must use https (http is only allowed to loopback in development)"
+    return None
+
+
 def check_url(
     url: str, policy: UrlPolicy, *, resolver: Resolver | None = None, label: str = "URL"
 ) -> CheckedUrl:
@@ -369,295 +453,56 @@ def check_url(
     addresses, never the path or query (they may hold tokens). A resolver failure that may be
     temporary (EAI_AGAIN) raises a retryable `FetchError` instead.
     """
-    if not isinstance(url, str) or not url:
-        raise _refuse(label, "is empty")
-    if len(url) > MAX_URL_LENGTH:
-        raise _refuse(label, f"is longer than {MAX_URL_LENGTH} characters")
-    if _unsafe_char(url):
-        raise _refuse(label, "must not contain whitespace, control characters or backslashes")
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise _refuse(label, "is not a valid URL") from None
-    scheme = parts.scheme
-    if scheme not in _DEFAULT_PORTS:
-        got = f" (got {scheme}:)" if scheme and scheme.isascii() and scheme.isalnum() else ""
-        raise _refuse(label, f"must use https{got}")
-    if scheme == "http" and not policy.allow_http_loopback:
-        raise _refuse(label, "must use https")
-    if not url[len(scheme) + 1 :].startswith("//"):
-        raise _refuse(label, "is not a valid absolute URL")
-    netloc = parts.netloc
-    if "@" in netloc:
-        raise _refuse(label, "must not contain credentials (user:password@)")
-    host_text, bracketed, explicit_port = _split_netloc(netloc, label)
-    if not host_text:
-        raise _refuse(label, "has no host")
-
-    literal: IPAddress | None
-    if bracketed:
-        if "%" in host_text:
-            raise _refuse(label, "must not use an IPv6 zone identifier")
-        literal = _parse_ip(host_text)
-        if not isinstance(literal, ipaddress.IPv6Address):
-            raise _refuse(label, "host is not a valid IPv6 address")
-        host = str(literal)
-    else:
-        host = _normalise_name(host_text, label)
-        try:
-            literal = _parse_numeric_ipv4(host)
-        except ValueError:
-            raise _refuse(label, f"host {host} is not a valid IPv4 address") from None
-        if literal is not None and str(literal) != host_text:
-            # Judge the real address first (clearer reason), then refuse the odd spelling anyway:
-            # other software (the Host header's reader, logs, humans) may read it differently.
-            problem = _address_problem(literal)
-            if problem is not None and not (policy.allow_http_loopback and _is_loopback(literal)):
-                raise _refuse(label, f"host {host} is {problem}")
-            raise _refuse(
-                label, f"host {host_text} is a non-canonical spelling of {literal}; write {literal}"
-            )
-
-    port = explicit_port if explicit_port is not None else _DEFAULT_PORTS[scheme]
-    if policy.allowed_ports is not None and port not in policy.allowed_ports:
-        raise _refuse(label, f"port {port} is not allowed")
-
-    if literal is not None:
-        addresses: list[IPAddress] = [literal]
-        subject = "host is"
-    else:
-        addresses = _resolve(host, resolver or system_resolver, label)
-        subject = f"host {host} resolves to"
-
-    for ip in addresses:
-        problem = _address_problem(ip)
-        if problem is not None and not (policy.allow_http_loopback and _is_loopback(ip)):
-            raise _refuse(label, f"{subject} {problem}")
-    if scheme == "http" and not all(_is_loopback(ip) for ip in addresses):
-        raise _refuse(label, "must use https (http is only allowed to loopback in development)")
-
-    path_and_query = parts.path or "/"
-    if not path_and_query.startswith("/"):
-        raise _refuse(label, "is not a valid absolute URL")
-    if parts.query or url.split("#", 1)[0].endswith("?"):
-        path_and_query += "?" + parts.query
+        parsed = _parse(url, policy)
+        addresses = _vetted_addresses(parsed, policy, resolver or system_resolver)
+    except _RefusedError as refused:
+        raise UnsafeUrlError(f"{label} {refused.reason}") from None
+    host, port = parsed.host, parsed.port
     netloc_out = f"[{host}]" if ":" in host else host
-    if explicit_port is not None and port != _DEFAULT_PORTS[scheme]:
+    if parsed.explicit_port is not None and port != _DEFAULT_PORTS[parsed.scheme]:
         netloc_out += f":{port}"
     return CheckedUrl(
-        url=f"{scheme}://{netloc_out}{path_and_query}",
-        scheme=scheme,
+        url=f"{parsed.scheme}://{netloc_out}{parsed.path_and_query}",
+        scheme=parsed.scheme,
         host=host,
         port=port,
-        path_and_query=path_and_query,
+        path_and_query=parsed.path_and_query,
         addresses=tuple(dict.fromkeys(str(ip) for ip in addresses)),
     )
 
 
-def _resolve(host: str, resolver: Resolver, label: str) -> list[IPAddress]:
+def _vetted_addresses(parsed: _Parsed, policy: UrlPolicy, resolver: Resolver) -> list[IPAddress]:
+    if parsed.literal is not None:
+        addresses: list[IPAddress] = [parsed.literal]
+        subject = "host is"
+    else:
+        addresses = _resolve(parsed.host, resolver)
+        subject = f"host {parsed.host} resolves to"
+    for ip in addresses:
+        problem = _address_problem(ip)
+        if problem is not None and not (policy.allow_http_loopback and _is_loopback(ip)):
+            raise _RefusedError(f"{subject} {problem}")
+    if parsed.scheme == "http" and not all(_is_loopback(ip) for ip in addresses):
+        raise _RefusedError("must use https (http is only allowed to loopback in development)")
+    return addresses
+
+
+def _resolve(host: str, resolver: Resolver) -> list[IPAddress]:
     try:
         raw = list(resolver(host))
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
             raise FetchError(f"DNS lookup for host {host} failed temporarily") from exc
-        raise _refuse(label, f"host {host} does not resolve") from None
+        raise _RefusedError(f"host {host} does not resolve") from None
     if not raw:
-        raise _refuse(label, f"host {host} does not resolve")
+        raise _RefusedError(f"host {host} does not resolve")
     addresses: list[IPAddress] = []
     for text in raw:
         ip = _parse_ip(str(text))
         if ip is None:
-            raise _refuse(label, f"host {host} resolves to something that is not an IP address")
+            raise _RefusedError(f"host {host} resolves to something that is not an IP address")
         if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
             ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
         addresses.append(ip)
     return addresses
-
-
-# --- requests ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SafeResponse:
-    """A complete response (3xx included: redirects are never followed; callers treat them as failures)."""
-
-    status_code: int
-    headers: Mapping[str, str]  # case-insensitive (httpx.Headers)
-    content: bytes
-    checked: CheckedUrl | None = None
-    address: str = ""  # the vetted IP we connected to
-
-
-@dataclass(slots=True)
-class SafeStream:
-    """A response whose body is read by iterating it (once), chunk by chunk, under the byte cap."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    checked: CheckedUrl
-    address: str
-    _chunks: Iterator[bytes] = field(repr=False)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._chunks
-
-    def read(self) -> bytes:
-        return b"".join(self._chunks)
-
-
-def _fetch_error(exc: httpx.HTTPError, host: str) -> FetchError:
-    if isinstance(exc, httpx.TimeoutException):
-        return FetchError(f"request to host {host} timed out ({type(exc).__name__})")
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return FetchError(
-                f"TLS certificate of host {host} failed verification: {cause.verify_message}",
-                retryable=False,
-            )
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectError):
-        return FetchError(f"could not connect to host {host}")
-    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
-        return FetchError(f"connection to host {host} failed ({type(exc).__name__})")
-    return FetchError(f"request to host {host} failed ({type(exc).__name__})", retryable=False)
-
-
-def _request_headers(checked: CheckedUrl, headers: Mapping[str, str] | None) -> dict[str, str]:
-    out = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
-    if not any(k.lower() == "accept-encoding" for k in out):
-        # Byte caps count what arrives; a 10 KiB gzip bomb must not inflate to gigabytes first.
-        out["Accept-Encoding"] = "identity"
-    out["Host"] = checked.host_header
-    return out
-
-
-@contextlib.contextmanager
-def safe_stream(
-    method: str,
-    url: str,
-    policy: UrlPolicy,
-    *,
-    content: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 10.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    client: httpx.Client | None = None,
-    resolver: Resolver | None = None,
-    label: str = "URL",
-) -> Iterator[SafeStream]:
-    """Check `url`, send the request to a vetted address and yield the response for streaming.
-
-    Iterating the yielded `SafeStream` gives the body in chunks; more than `max_bytes` raises
-    `ResponseTooLargeError` (a larger `Content-Length` raises before the body is read). `timeout`
-    bounds each network operation and the whole exchange (checked between chunks, so a server
-    dripping bytes is cut off after about `timeout`, at worst 2 x `timeout`).
-
-    Without `client`, a fresh client (no proxies or .netrc from the environment) is used and closed.
-    A shared `client` works too, but its connection pool is keyed by IP: share one only between
-    URLs whose hosts you trust alike.
-    """
-    deadline = time.monotonic() + timeout
-    checked = check_url(url, policy, resolver=resolver, label=label)
-    request_headers = _request_headers(checked, headers)
-    # TLS: connect to the IP, but send SNI and verify the certificate for the real name
-    # (httpcore reads the `sni_hostname` request extension; see httpcore/_sync/connection.py).
-    extensions = {} if checked.is_ip_literal else {"sni_hostname": checked.host}
-    owns_client = client is None
-    http = client or httpx.Client(trust_env=False, follow_redirects=False)
-    response: httpx.Response | None = None
-    try:
-        address = ""
-        for index, address in enumerate(checked.addresses):
-            remaining = max(deadline - time.monotonic(), 0.001)
-            request = http.build_request(
-                method.upper(),
-                checked.pinned_url(address),
-                content=content,
-                headers=request_headers,
-                timeout=httpx.Timeout(min(timeout, remaining)),
-                extensions=extensions,
-            )
-            try:
-                response = http.send(request, stream=True, follow_redirects=False)
-                break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Nothing was sent: trying the next vetted address is safe even for a POST.
-                error = _fetch_error(exc, checked.host)
-                if not error.retryable or index == len(checked.addresses) - 1:
-                    raise error from exc
-                if time.monotonic() >= deadline:
-                    raise FetchError(f"request to host {checked.host} timed out") from exc
-            except httpx.HTTPError as exc:
-                raise _fetch_error(exc, checked.host) from exc
-        assert response is not None
-
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-            raise ResponseTooLargeError(
-                f"response from host {checked.host} is {int(declared)} bytes, more than {max_bytes}"
-            )
-        yield SafeStream(
-            status_code=response.status_code,
-            headers=response.headers,
-            checked=checked,
-            address=address,
-            _chunks=_capped_chunks(response, checked.host, max_bytes, deadline, timeout),
-        )
-    finally:
-        if response is not None:
-            response.close()
-        if owns_client:
-            http.close()
-
-
-def _capped_chunks(
-    response: httpx.Response, host: str, max_bytes: int, deadline: float, timeout: float
-) -> Iterator[bytes]:
-    received = 0
-    try:
-        for chunk in response.iter_bytes():
-            received += len(chunk)
-            if received > max_bytes:
-                raise ResponseTooLargeError(f"response from host {host} is larger than {max_bytes} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"request to host {host} took longer than {timeout:g}s")
-            yield chunk
-    except httpx.HTTPError as exc:
-        raise _fetch_error(exc, host) from exc
-    finally:
-        response.close()
-
-
-def safe_request(
-    method: str,
-    url: str,
-    policy: UrlPolicy,
-    *,
-    content: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 10.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    client: httpx.Client | None = None,
-    resolver: Resolver | None = None,
-    label: str = "URL",
-) -> SafeResponse:
-    """`safe_stream`, read whole. Raises `UnsafeUrlError`, `FetchError` or `ResponseTooLargeError`."""
-    with safe_stream(
-        method,
-        url,
-        policy,
-        content=content,
-        headers=headers,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        client=client,
-        resolver=resolver,
-        label=label,
-    ) as stream:
-        body = stream.read()
-        return SafeResponse(
-            status_code=stream.status_code,
-            headers=stream.headers,
-            content=body,
-            checked=stream.checked,
-            address=stream.address,
-        )

@@ -17,6 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
+from fluxrelay.adapters.aws import CONDITION_FAILED, error_code
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.domain.errors import ConflictError, NotFoundError
 from fluxrelay.domain.jobs import (
@@ -112,7 +113,7 @@ class DynamoJobStore:
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 raise ConflictError(f"job {job.job_id} exists already") from exc
             raise
 
@@ -143,7 +144,7 @@ class DynamoJobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 return None
             raise
         return _from_item(out["Attributes"])
@@ -161,7 +162,7 @@ class DynamoJobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 raise NotFoundError(f"no job {job_id}") from exc
             raise
         return _from_item(out["Attributes"])
@@ -206,7 +207,7 @@ class DynamoJobStore:
                 },
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 return False
             raise
         return True
