@@ -10,12 +10,14 @@ a running `make run` stack over HTTP (those two counts are then not available).
 Each job is a one-image txt2img submit with a webhook to a receiver in this process. Measured per
 job: submit latency (the HTTP round trip), upstream completion → webhook received (completion
 taken from the stand-in's task record), submit → webhook received; state transitions (the
-execution's *StateEntered events), Lambda invocations, DynamoDB writes and upstream calls.
+execution's *StateEntered events), Lambda invocations and their billed durations, DynamoDB writes
+and upstream calls. Alternating with each fluxrelay job, the same worker runs the official
+WaveSpeed Python SDK's `Client.run()` against the same stand-in (the client fluxrelay replaces:
+1 s polls, no copy), and the report compares the two medians.
 
-Targets (issue 3): completion → webhook p50 <= 1 s; <= 15 state transitions for a one-image job.
-The first poll comes `ExpectedSecondsPerImage` after the submit, so that parameter decides most
-of the completion → webhook latency: set it, as an operator would, to the upstream's typical
-inference time (see `--expected-seconds-per-image`).
+Targets: completion → webhook p50 <= 0.3 s and p95 <= 0.6 s (WaveSpeed's push wakes the
+workflow); submit → webhook median <= 0.85x the SDK's `Client.run()`; <= 8 state transitions for a
+one-image job. The estimated orchestration cost per job uses the list prices below.
 """
 
 from __future__ import annotations
@@ -48,8 +50,16 @@ from fluxrelay_local.receiver import WebhookReceiver
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
-TARGET_COMPLETION_TO_WEBHOOK_P50 = 1.0
-TARGET_STATE_TRANSITIONS = 15
+TARGET_COMPLETION_TO_WEBHOOK_P50 = 0.3
+TARGET_COMPLETION_TO_WEBHOOK_P95 = 0.6
+TARGET_SDK_RATIO = 0.85
+TARGET_STATE_TRANSITIONS = 8
+# List prices, us-east-1 (https://aws.amazon.com/step-functions/pricing/,
+# https://aws.amazon.com/lambda/pricing/): Standard workflows per state transition; Lambda on arm64
+# per GB-second and per request.
+PRICE_PER_TRANSITION = 0.025 / 1000
+PRICE_PER_GB_SECOND_ARM64 = 0.0000133334
+PRICE_PER_LAMBDA_REQUEST = 0.20 / 1_000_000
 
 
 # --------------------------------------------------------------------------- measuring
@@ -64,6 +74,7 @@ class JobRun:
     webhook_received: float = math.nan  # wall clock
     transitions: int = 0
     upstream_calls: int = 0
+    sdk_seconds: float = math.nan  # the SDK's Client.run() of the job run after this one
     error: str = ""
 
     @property
@@ -73,6 +84,35 @@ class JobRun:
     @property
     def submit_to_webhook(self) -> float:
         return self.webhook_received - self.submit_started
+
+
+class LambdaMeter:
+    """Billed GB-seconds of the in-process Lambda invocations (duration rounded up to 1 ms, times
+    the function's configured memory), by wrapping the runner's `invoke`."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self._lock = threading.Lock()
+        self.gb_seconds = 0.0
+        self.requests = 0
+        original = runner.invoke
+
+        def timed(name_or_logical_id: str, event: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(name_or_logical_id, event)
+            finally:
+                billed_ms = math.ceil((time.perf_counter() - started) * 1000)
+                memory = runner.function(name_or_logical_id).memory_mb
+                with self._lock:
+                    self.gb_seconds += billed_ms / 1000 * memory / 1024
+                    self.requests += 1
+
+        runner.invoke = timed
+
+    def snapshot(self) -> tuple[float, int]:
+        with self._lock:
+            return self.gb_seconds, self.requests
 
 
 class DynamoWriteCounter:
@@ -206,6 +246,7 @@ def own_stack(args: argparse.Namespace, writes: DynamoWriteCounter) -> Iterator[
                 standin=stack._standin,
                 runner=stack.runner,
                 standin_queue_seconds=args.queue_seconds,
+                upstream_key=stack._standin_key or "",
                 notes=[
                     "own stack: real-time waits; parameters "
                     + ", ".join(f"{k}={v}" for k, v in parameters.items())
@@ -248,6 +289,30 @@ def _upstream_key(info: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the run
+def run_sdk(target: Target, body: dict[str, Any], run: JobRun) -> None:
+    """The official SDK's `Client.run()` straight against the same stand-in: submit, then poll
+    every second until the task ends (no copy to S3, no webhook)."""
+    from wavespeed import Client
+
+    client = Client(api_key=target.upstream_key, base_url=target.upstream_url, max_retries=0)
+    started = time.perf_counter()
+    client.run("wavespeed-ai/flux-schnell-lora", body)
+    run.sdk_seconds = time.perf_counter() - started
+
+
+def run_pair(
+    target: Target,
+    http: httpx.Client,
+    receiver: WebhookReceiver,
+    run: JobRun,
+    timeout: float,
+) -> None:
+    """One fluxrelay job, then one SDK run of the same request: the two alternate per worker."""
+    run_job(target, http, receiver, _body(run.marker), run, timeout)
+    if target.upstream_key:
+        run_sdk(target, _body(run.marker + "-sdk"), run)
+
+
 def run_job(
     target: Target,
     http: httpx.Client,
@@ -374,12 +439,10 @@ def _run(args: argparse.Namespace, target: Target, writes: DynamoWriteCounter | 
             wait_until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", args.timeout)
 
         invocations_before = Counter(target.runner.invocations) if target.runner is not None else None
+        meter = LambdaMeter(target.runner) if target.runner is not None else None
         writes_before = writes.snapshot() if writes is not None else None
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-            futures = [
-                pool.submit(run_job, target, http, receiver, _body(run.marker), run, args.timeout)
-                for run in runs
-            ]
+            futures = [pool.submit(run_pair, target, http, receiver, run, args.timeout) for run in runs]
         for run, future in zip(runs, futures, strict=True):
             if future.exception() is not None:
                 run.error = f"{type(future.exception()).__name__}: {future.exception()}"
@@ -393,7 +456,9 @@ def _run(args: argparse.Namespace, target: Target, writes: DynamoWriteCounter | 
             writes.snapshot() - writes_before if writes is not None and writes_before is not None else None
         )
 
-    return report(args, target, runs, invocations, dynamo)
+        gb_seconds = meter.snapshot()[0] if meter is not None else None
+
+    return report(args, target, runs, invocations, dynamo, gb_seconds)
 
 
 def _body(marker: str) -> dict[str, Any]:
@@ -407,6 +472,7 @@ def report(
     runs: list[JobRun],
     invocations: Counter[str] | None,
     dynamo: Counter[str] | None,
+    gb_seconds: float | None = None,
 ) -> int:
     ok = [r for r in runs if r.job_id and not math.isnan(r.webhook_received)]
     n = len(ok)
@@ -421,6 +487,7 @@ def report(
         ("submit latency (HTTP round trip)", [r.submit_latency for r in ok], "s"),
         ("upstream completion -> webhook received", [r.completion_to_webhook for r in ok], "s"),
         ("submit -> webhook received", [r.submit_to_webhook for r in ok], "s"),
+        ("official SDK Client.run() (same stand-in)", [r.sdk_seconds for r in ok], "s"),
         ("state transitions per job", [float(r.transitions) for r in ok], ""),
         ("upstream calls per job", [float(r.upstream_calls) for r in ok], ""),
     ]
@@ -443,14 +510,40 @@ def report(
         print(f"  {'DynamoDB writes per job (mean)':<42} {per_job:>9.2f}   ({detail})")
     else:
         print(f"  {'DynamoDB writes per job':<42} {'n/a':>9}   (needs the in-process stack)")
+    transitions = statistics.mean([r.transitions for r in ok]) if ok else math.nan
+    lambda_requests = sum(invocations.values()) / len(runs) if invocations is not None and runs else math.nan
+    gbs = gb_seconds / len(runs) if gb_seconds is not None and runs else math.nan
+    cost_sfn = transitions * PRICE_PER_TRANSITION
+    cost_lambda = gbs * PRICE_PER_GB_SECOND_ARM64 + lambda_requests * PRICE_PER_LAMBDA_REQUEST
+    print(
+        f"  {'orchestration cost per job (estimate)':<42} ${cost_sfn + cost_lambda:.8f}   "
+        f"(Step Functions {transitions:.1f} transitions x ${PRICE_PER_TRANSITION:.6f} = ${cost_sfn:.8f}; "
+        f"Lambda arm64 {gbs:.4f} GB-s x ${PRICE_PER_GB_SECOND_ARM64} + {lambda_requests:.2f} requests x "
+        f"${PRICE_PER_LAMBDA_REQUEST:.7f} = ${cost_lambda:.8f}; us-east-1 list prices)"
+    )
     print()
 
-    p50 = statistics.median([r.completion_to_webhook for r in ok]) if ok else math.nan
+    completion = [r.completion_to_webhook for r in ok]
+    p50 = statistics.median(completion) if ok else math.nan
+    p95 = percentile(completion, 95)
+    ours = statistics.median([r.submit_to_webhook for r in ok]) if ok else math.nan
+    sdk_values = [r.sdk_seconds for r in ok if not math.isnan(r.sdk_seconds)]
+    sdk = statistics.median(sdk_values) if sdk_values else math.nan
+    ratio = ours / sdk if sdk_values else math.nan
+    print(f"  submit -> webhook median / SDK Client.run() median = {ours:.3f} s / {sdk:.3f} s = {ratio:.2f}x")
     most_transitions = max((r.transitions for r in ok), default=0)
     checks = [
         (
             f"completion -> webhook p50 {p50:.3f} s <= {TARGET_COMPLETION_TO_WEBHOOK_P50:g} s",
             not math.isnan(p50) and p50 <= TARGET_COMPLETION_TO_WEBHOOK_P50,
+        ),
+        (
+            f"completion -> webhook p95 {p95:.3f} s <= {TARGET_COMPLETION_TO_WEBHOOK_P95:g} s",
+            not math.isnan(p95) and p95 <= TARGET_COMPLETION_TO_WEBHOOK_P95,
+        ),
+        (
+            f"submit -> webhook {ratio:.2f}x the official SDK's Client.run() <= {TARGET_SDK_RATIO:g}x",
+            not math.isnan(ratio) and ratio <= TARGET_SDK_RATIO,
         ),
         (
             f"state transitions max {most_transitions} <= {TARGET_STATE_TRANSITIONS}",
@@ -478,13 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-json", default=None, help="drive a running stack (e.g. .local/stack.json)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the webhooks")
     own = parser.add_argument_group("own stack (ignored with --stack-json)")
-    own.add_argument("--seconds-per-image", type=float, default=0.5, help="stand-in inference time")
+    # `make run`'s stand-in timing (1 s per image, 0.2 s queueing).
+    own.add_argument("--seconds-per-image", type=float, default=1.0, help="stand-in inference time")
     own.add_argument("--queue-seconds", type=float, default=0.2, help="stand-in queue time")
     own.add_argument(
         "--expected-seconds-per-image",
         type=float,
-        default=1.0,
-        help="template parameter ExpectedSecondsPerImage: first poll after this long (default 1)",
+        default=3.0,
+        help="template parameter ExpectedSecondsPerImage: first poll after this long (default 3)",
     )
     own.add_argument(
         "--poll-interval-seconds", type=int, default=1, help="template parameter PollIntervalSeconds"

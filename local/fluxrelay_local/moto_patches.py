@@ -47,11 +47,13 @@ def atomic_dynamodb_writes() -> Iterator[None]:
 
 @contextmanager
 def scaled_time(factor: float) -> Iterator[None]:
-    """Multiply every Step Functions Wait and Retry interval by `factor` (1.0 changes nothing)."""
+    """Multiply every Step Functions Wait and Retry interval, and every task's TimeoutSecondsPath
+    (the wakeable wait's poll fallback is a wait too), by `factor` (1.0 changes nothing)."""
     if factor == 1.0:
         yield
         return
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSecondsPath
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
     def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
@@ -68,11 +70,18 @@ def scaled_time(factor: float) -> Iterator[None]:
         def sleep(seconds: float) -> None:
             time.sleep(seconds * factor)
 
+    original_timeout = TimeoutSecondsPath._eval_seconds
+
+    def _scaled_timeout(self: Any, env: Any) -> float:
+        return float(original_timeout(self, env)) * factor
+
     original_wait, original_time = WaitFunction._wait_interval, retrier_decl.time
     WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    TimeoutSecondsPath._eval_seconds = _scaled_timeout  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
         retrier_decl.time = original_time
+        TimeoutSecondsPath._eval_seconds = original_timeout  # type: ignore[method-assign]

@@ -110,6 +110,7 @@ class Faults:
     outputs_expired: bool = False  # /output/... answers 404 (deleted after 7 days)
     tasks_expired: bool = False  # result GETs answer 404 for every task
     max_concurrent: int | None = None  # tasks beyond this many processing stay `created`
+    webhooks_lost: int = 0  # the webhooks of the next N ending tasks are never sent
 
     def update(self, **changes: Any) -> None:
         known = {f.name for f in dataclasses.fields(self)}
@@ -733,6 +734,8 @@ class StandIn:
                         continue
                     if self._status(task, now) in {"completed", "failed"}:
                         task.webhook_scheduled = True
+                        if self._take("webhooks_lost"):
+                            continue
                         prediction = self._prediction(task, now)
                         if self.webhook_include_input:
                             prediction["input"] = task.params

@@ -154,7 +154,9 @@ def wait_sns(drain: Callable[[], list[dict[str, Any]]], job_id: str) -> dict[str
 def put(upload: dict[str, Any], data: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     """PUT like a client: to the presigned URL, with exactly the given headers, no Authorization."""
     assert upload["method"] == "PUT"
-    return httpx.put(upload["url"], content=data, headers=upload["headers"] if headers is None else headers)
+    # moto delivers the S3 notification (SQS -> s3_trigger) inside the PUT: a burst takes seconds.
+    headers = upload["headers"] if headers is None else headers
+    return httpx.put(upload["url"], content=data, headers=headers, timeout=30)
 
 
 def img2img_ticket(api: Api, body: dict[str, Any], webhook: str | None = None) -> dict[str, Any]:

@@ -168,8 +168,17 @@ class FixedSecrets:
 
 
 class RecordingWorkflow:
+    """Records starts; `wake` spends a token once, as Step Functions does (a second send fails)."""
+
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
+        self.woken: list[str] = []
+
+    def wake(self, token: str) -> bool:
+        if token in self.woken:
+            return False
+        self.woken.append(token)
+        return True
 
     def start(self, start: WorkflowStart) -> str:
         self.started.append((start.job_id, start.model_dump(mode="json")))

@@ -296,3 +296,10 @@ def test_notify_refuses_a_job_that_has_not_finished(stack: LocalStack, jobs: Dyn
     with pytest.raises(JobStateError, match="not finished"):
         stack.invoke("NotifyFunction", event("notify", job_id=job.job_id))
     assert job_item(stack, job.job_id)["sns_published"] is False  # type: ignore[index]
+
+
+def test_park_job_stores_the_wait_token_on_a_running_job(stack: LocalStack, jobs: DynamoJobStore) -> None:
+    job = recorded_job(jobs, JobStatus.PROCESSING)
+    sample = event("park_job", job_id=job.job_id)
+    assert stack.invoke("ParkJobFunction", sample) == {"job_id": job.job_id, "woken": False}
+    assert (job_item(stack, job.job_id) or {})["wake_token"] == sample["token"]

@@ -48,9 +48,11 @@ class FakeUpstream:
         self.results = list(results or [])
         self.submit_error = submit_error
         self.submitted: list[dict[str, Any]] = []  # the payloads, as sent
+        self.webhooks: list[str | None] = []  # the `?webhook=` of each submit
 
     def submit(self, payload: Mapping[str, object], *, webhook: str | None = None) -> UpstreamPrediction:
         self.submitted.append(dict(payload))
+        self.webhooks.append(webhook)
         if self.submit_error:
             raise self.submit_error
         return UpstreamPrediction(id="a" * 32, status="created")

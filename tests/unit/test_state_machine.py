@@ -33,6 +33,8 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 EXECUTION_INPUT = set(WorkflowStart.model_fields)
 # What each task function always returns (its output model), by substitution name.
 TASK_OUTPUTS = {
+    # The wakeable wait discards its result (ResultPath null): its input passes through.
+    "ParkJobFunctionArn": set(),
     "CheckResultFunctionArn": set(CheckResultOutput.model_fields),
     "StoreOutputsFunctionArn": set(JobStatusOutput.model_fields),
     "MarkFailedFunctionArn": set(JobStatusOutput.model_fields),
@@ -45,7 +47,8 @@ TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.TooManyRequestsException",
 }
 STATES_WITH_CATCH = {"CheckResult", "StoreOutputs"}
-MAX_TRANSITIONS = 15
+WAKEABLE_WAIT = "WaitForResult"
+MAX_TRANSITIONS = 8
 
 
 def _substitutions() -> dict[str, str]:
@@ -82,7 +85,11 @@ def states(asl: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_function(raw: dict[str, Any], name: str) -> str:
-    match = re.fullmatch(r"\{\{(\w+)\}\}", raw["States"][name]["Resource"])
+    state = raw["States"][name]
+    resource = state["Resource"]
+    if resource == "arn:aws:states:::lambda:invoke.waitForTaskToken":
+        resource = state["Parameters"]["FunctionName"]
+    match = re.fullmatch(r"\{\{(\w+)\}\}", resource)
     assert match, f"{name}: Resource must be a plain function ARN substitution"
     return match.group(1)
 
@@ -99,10 +106,13 @@ def _successors(state: dict[str, Any]) -> list[tuple[str, str]]:
 def _paths_read(state: dict[str, Any]) -> set[str]:
     """Top-level input fields a state reads with JSONPath."""
     paths: list[str] = []
-    if "SecondsPath" in state:
-        paths.append(state["SecondsPath"])
-    for key, value in state.get("Parameters", {}).items():
-        if key.endswith(".$"):
+    for key in ("SecondsPath", "TimeoutSecondsPath"):
+        if key in state:
+            paths.append(state[key])
+    parameters = dict(state.get("Parameters", {}))
+    parameters.update(parameters.pop("Payload", {}))
+    for key, value in parameters.items():
+        if key.endswith(".$") and not value.startswith("$$."):
             paths.append(value)
 
     def rule_variables(rule: dict[str, Any]) -> None:
@@ -124,7 +134,7 @@ def _paths_read(state: dict[str, Any]) -> set[str]:
 def _fields_at_entry(raw: dict[str, Any]) -> dict[str, set[str]]:
     """Fields every input of each state is guaranteed to carry (forward analysis, intersection)."""
     states = raw["States"]
-    everything = set().union(EXECUTION_INPUT, *TASK_OUTPUTS.values(), {"error"})
+    everything = set().union(EXECUTION_INPUT, *TASK_OUTPUTS.values(), {"error", "wait"})
     entry = {name: set(everything) for name in states}
     entry[raw["StartAt"]] = set(EXECUTION_INPUT)
     changed = True
@@ -136,8 +146,9 @@ def _fields_at_entry(raw: dict[str, Any]) -> dict[str, set[str]]:
             for kind, target in _successors(state):
                 if kind == "catch":
                     (catcher,) = [c for c in state["Catch"] if c["Next"] == target]
-                    assert catcher["ResultPath"] == "$.error"
-                    incoming[target].append(entry[name] | {"error"})
+                    incoming[target].append(entry[name] | {catcher["ResultPath"].removeprefix("$.")})
+                elif state["Type"] == "Task" and "ResultPath" in state and state["ResultPath"] is None:
+                    incoming[target].append(entry[name])
                 elif state["Type"] == "Task":
                     incoming[target].append(TASK_OUTPUTS[_task_function(raw, name)])
                 else:  # Choice, Wait, Pass without Result: the input passes through
@@ -228,6 +239,11 @@ def test_failures_are_caught_into_mark_failed_where_the_contract_says(states: di
             assert catchers == [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
             ]
+        elif name == WAKEABLE_WAIT:
+            # A timeout (no push came) or a failing park falls back to a poll, never to a failure.
+            assert catchers == [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.wait", "Next": "CheckResult"}
+            ]
         else:
             assert catchers == [], name
     assert states["MarkFailed"]["Parameters"] == {"job_id.$": "$.job_id", "error.$": "$.error"}
@@ -235,6 +251,10 @@ def test_failures_are_caught_into_mark_failed_where_the_contract_says(states: di
 
 def test_tasks_pass_only_what_the_function_needs(states: dict[str, Any]) -> None:
     expected = {
+        WAKEABLE_WAIT: {
+            "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:fluxrelay-ParkJobFunction",
+            "Payload": {"job_id.$": "$.job_id", "token.$": "$$.Task.Token"},
+        },
         "CheckResult": {"job_id.$": "$.job_id"},
         "StoreOutputs": {"job_id.$": "$.job_id"},
         "MarkFailed": {"job_id.$": "$.job_id", "error.$": "$.error"},
@@ -249,6 +269,17 @@ def test_every_field_a_state_reads_is_always_present(raw: dict[str, Any]) -> Non
     for name, state in raw["States"].items():
         missing = _paths_read(state) - entry[name]
         assert not missing, f"{name} reads {missing}, not always in its input {entry[name]}"
+
+
+def test_the_wait_between_checks_is_a_wakeable_task_timing_out_after_the_poll_wait(
+    states: dict[str, Any],
+) -> None:
+    wait = states[WAKEABLE_WAIT]
+    assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait["TimeoutSecondsPath"] == "$.wait_seconds"
+    assert wait["ResultPath"] is None  # the check reads the job, not what woke it
+    assert wait["Next"] == "CheckResult"
+    assert [n for n, s in states.items() if s["Type"] == "Wait"] == ["WaitBeforeRedelivery"]
 
 
 def test_choices_route_on_the_task_models_values(states: dict[str, Any]) -> None:
@@ -311,7 +342,7 @@ def _run(
         state = states[name]
         if state["Type"] in {"Succeed", "Fail"}:
             return entered
-        if state["Type"] == "Task":
+        if state["Type"] == "Task" and name in outputs:
             data = outputs[name]()
         if state["Type"] == "Choice":
             name = next((c["Next"] for c in state["Choices"] if matches(c, data)), state["Default"])
@@ -334,11 +365,13 @@ def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states
     assert len(entered) <= MAX_TRANSITIONS
 
 
-def test_a_delivered_webhook_after_one_extra_poll_still_fits_the_budget(states: dict[str, Any]) -> None:
+def test_each_extra_poll_costs_three_transitions(states: dict[str, Any]) -> None:
+    # A push that is lost or early: one more wait, check and choice per poll.
+    once = _run(states, routes=[ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.DELIVERED,))
     entered = _run(
         states, routes=[ResultRoute.WAIT, ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.DELIVERED,)
     )
-    assert len(entered) <= MAX_TRANSITIONS
+    assert len(entered) == len(once) + 3
 
 
 def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states: dict[str, Any]) -> None:

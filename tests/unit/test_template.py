@@ -21,6 +21,7 @@ ASL_PATH = ROOT / "statemachines" / "generation.asl.json"
 FUNCTIONS = {
     "ApiFunction": "api",
     "AuthorizerFunction": "authorizer",
+    "ParkJobFunction": "park_job",
     "CheckResultFunction": "check_result",
     "StoreOutputsFunction": "store_outputs",
     "MarkFailedFunction": "mark_failed",
@@ -32,6 +33,9 @@ UPSTREAM_CALLERS = {"ApiFunction", "CheckResultFunction", "S3TriggerFunction"}
 STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction", "ExpireUploadFunction"}
 WAVESPEED_SECRET_ARN = (
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${WaveSpeedSecretName}-*"
+)
+WAVESPEED_WEBHOOK_SECRET_ARN = WAVESPEED_SECRET_ARN.replace(
+    "{WaveSpeedSecretName}", "{WaveSpeedWebhookSecretName}"
 )
 WEBHOOK_SECRETS_ARN = (
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/webhook/*"
@@ -52,11 +56,14 @@ WILDCARD_RESOURCE_ACTIONS = {
     "xray:PutTelemetryRecords",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
+    # Callbacks of .waitForTaskToken service-integration tasks: the token names the execution
+    "states:SendTaskSuccess",
 }
 # Parameters -> environment variables (CONTRACTS.md "Template contract", settings.py aliases).
 PARAMETER_ENV = {
     "WaveSpeedBaseUrl": "WAVESPEED_BASE_URL",
     "WaveSpeedSecretName": "WAVESPEED_SECRET_NAME",
+    "WaveSpeedWebhookSecretName": "WAVESPEED_WEBHOOK_SECRET_NAME",
     "ExpectedSecondsPerImage": "EXPECTED_SECONDS_PER_IMAGE",
     "PollIntervalSeconds": "POLL_INTERVAL_SECONDS",
     "PollMaxIntervalSeconds": "POLL_MAX_INTERVAL_SECONDS",
@@ -90,6 +97,7 @@ ROUTES = {
     ("GET", "/api/v3/predictions/{id}/webhooks"): True,
     ("POST", "/api/v3/predictions/{id}/webhooks/redeliver"): True,
     ("POST", "/api/v3/media/uploads"): True,
+    ("POST", "/api/v3/upstream/webhooks/{id}"): False,
     ("POST", "/api/v3/media/upload/binary"): True,
     ("POST", "/api/v3/img2img/uploads"): True,
     ("GET", "/health"): False,
@@ -376,6 +384,29 @@ def test_upstream_callers_and_only_they_read_the_wavespeed_secret(resources: dic
             assert grants == []
 
 
+def test_only_the_api_reads_the_wavespeed_webhook_secret_and_only_when_it_is_named(
+    resources: dict[str, Any],
+) -> None:
+    # The API verifies the upstream's webhooks; unnamed, the grant falls back to the key's secret.
+    readers = [
+        (logical_id, statement["Resource"])
+        for logical_id, statement in _inline_statements(resources)
+        if statement.get("Sid") == "WaveSpeedWebhookSecret"
+    ]
+    assert readers == [
+        (
+            "ApiFunction",
+            {
+                "Fn::If": [
+                    "HasWebhookSecretName",
+                    {"Fn::Sub": WAVESPEED_WEBHOOK_SECRET_ARN},
+                    {"Fn::Sub": WAVESPEED_SECRET_ARN},
+                ]
+            },
+        )
+    ]
+
+
 def test_webhook_secret_statements_are_scoped_to_the_stack_prefix(resources: dict[str, Any]) -> None:
     expected = {
         "ApiFunction": {
@@ -389,7 +420,10 @@ def test_webhook_secret_statements_are_scoped_to_the_stack_prefix(resources: dic
     granted: dict[str, set[str]] = {}
     for logical_id, statement in _inline_statements(resources):
         actions = set(_as_list(statement["Action"]))
-        if any(a.startswith("secretsmanager:") for a in actions):
+        if (
+            any(a.startswith("secretsmanager:") for a in actions)
+            and statement["Sid"] != "WaveSpeedWebhookSecret"
+        ):
             assert statement["Resource"] == {"Fn::Sub": WEBHOOK_SECRETS_ARN}
             granted.setdefault(logical_id, set()).update(actions)
     assert granted == expected

@@ -471,8 +471,8 @@ def test_bad_upload_fails_the_job_clearly_notifies_and_never_calls_upstream(
     assert job.error.type == "invalid_input"
     assert message in job.error.message
     assert w.upstream.submitted == []
-    # Notified once, through the generation workflow's Notify path (wait 0 on a finished job).
-    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 0}]
+    # Notified once, through the generation workflow's Notify path (its wait wakes at once: finished).
+    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 1}]
 
 
 def test_large_upload_is_checked_by_its_header_without_reading_it_all() -> None:
@@ -494,7 +494,7 @@ def test_upstream_rejecting_the_submission_fails_and_notifies_the_job() -> None:
 
     assert len(w.upstream.submitted) == 1
     assert w.jobs.get(ticket.id).status is JobStatus.FAILED  # type: ignore[union-attr]
-    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 0}]
+    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 1}]
 
 
 @pytest.mark.parametrize(
@@ -567,7 +567,7 @@ def test_drop_without_sidecar_is_a_failed_job_with_a_clear_error() -> None:
     assert job.error is not None
     assert "no sidecar img2img/drops/lonely.json" in job.error.message
     assert w.upstream.submitted == []
-    assert w.executions(job.job_id) == [{"job_id": job.job_id, "wait_seconds": 0}]
+    assert w.executions(job.job_id) == [{"job_id": job.job_id, "wait_seconds": 1}]
 
 
 @pytest.mark.parametrize(
@@ -626,7 +626,7 @@ def test_a_job_whose_upload_never_arrives_times_out_and_is_notified() -> None:
     assert job.status is JobStatus.TIMEOUT
     assert job.error is not None
     assert "upload never arrived" in job.error.message
-    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 0}]
+    assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 1}]
     # A PUT that still lands afterwards cannot start the expired job.
     late = uploaded(w, f"img2img/owner-1/{ticket.id}.jpeg", image_bytes())
     assert w.service.ingest(late) == "duplicate"

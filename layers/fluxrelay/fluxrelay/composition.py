@@ -21,6 +21,7 @@ from fluxrelay.adapters.sns import SnsNotifier
 from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
 from fluxrelay.adapters.urlguard.rules import UrlPolicy, check_url
 from fluxrelay.adapters.wavespeed import WaveSpeedClient
+from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
@@ -33,6 +34,7 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.notify import NotifyService
 from fluxrelay.domain.outputs import OutputService
 from fluxrelay.domain.poll import PollService
+from fluxrelay.domain.push import PushService
 from fluxrelay.domain.submit import SubmitService
 from fluxrelay.domain.uploads import UploadService
 from fluxrelay.settings import Settings, get_settings
@@ -98,6 +100,15 @@ class Container:
         )
 
     @cached_property
+    def upstream_webhook_secret(self) -> WaveSpeedWebhookSecret:
+        s = self.settings
+        return WaveSpeedWebhookSecret(
+            lambda: self.upstream.webhook_secret(),
+            secret_name=s.wavespeed_webhook_secret_name,
+            max_age=s.wavespeed_webhook_secret_cache_seconds,
+        )
+
+    @cached_property
     def presenter(self) -> PredictionPresenter:
         return PredictionPresenter(self.outputs, self.settings)
 
@@ -147,6 +158,10 @@ class Container:
             dispatcher=self.dispatcher,
             settings=self.settings,
         )
+
+    @cached_property
+    def push(self) -> PushService:
+        return PushService(self.lifecycle)
 
     @cached_property
     def store_outputs(self) -> OutputService:

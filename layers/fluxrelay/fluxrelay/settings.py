@@ -71,14 +71,21 @@ class Settings(BaseSettings):
     upstream_submit_retry_budget: float = Field(10.0, validation_alias="UPSTREAM_SUBMIT_RETRY_BUDGET")
     upstream_get_retries: int = Field(4, validation_alias="UPSTREAM_GET_RETRIES")
     upstream_backoff_base: float = Field(0.5, validation_alias="UPSTREAM_BACKOFF_BASE")
+    # The account's webhook signing secret, when the operator keeps it in Secrets Manager;
+    # empty = read once from WaveSpeed's `GET /api/v3/webhook/secret` (cached).
+    wavespeed_webhook_secret_name: str = Field("", validation_alias="WAVESPEED_WEBHOOK_SECRET_NAME")
+    wavespeed_webhook_secret_cache_seconds: int = Field(
+        300, ge=0, validation_alias="WAVESPEED_WEBHOOK_SECRET_CACHE_SECONDS"
+    )
 
     # Secrets Manager name prefix of the per-owner webhook signing secrets.
     webhook_secret_prefix: str = Field("fluxrelay/webhook/", validation_alias="WEBHOOK_SECRET_PREFIX")
     webhook_rotation_grace_seconds: int = Field(24 * 3600, validation_alias="WEBHOOK_ROTATION_GRACE_SECONDS")
 
     # --- workflow timing ---
-    # Expected inference time per image; the first poll happens after about this long.
-    expected_seconds_per_image: float = Field(1.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")
+    # Upper end of the inference time per image: the first poll happens after this long unless
+    # the upstream's push wakes the workflow earlier (it usually does).
+    expected_seconds_per_image: float = Field(3.0, validation_alias="EXPECTED_SECONDS_PER_IMAGE")
     poll_interval_seconds: int = Field(1, validation_alias="POLL_INTERVAL_SECONDS")
     poll_max_interval_seconds: int = Field(10, validation_alias="POLL_MAX_INTERVAL_SECONDS")
     job_deadline_seconds: int = Field(900, validation_alias="JOB_DEADLINE_SECONDS")

@@ -30,3 +30,16 @@ class StepFunctionsWorkflow:
                 raise
             return self._arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
         return str(out["executionArn"])
+
+    def wake(self, token: str) -> bool:
+        try:
+            self._client.send_task_success(taskToken=token, output="{}")
+        except ClientError as exc:
+            # The wait already ended (a timeout, another wake) or its execution is gone.
+            if exc.response["Error"]["Code"] in _SPENT_TOKEN_ERRORS:
+                return False
+            raise
+        return True
+
+
+_SPENT_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})

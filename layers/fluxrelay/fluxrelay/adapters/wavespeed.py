@@ -235,6 +235,19 @@ class WaveSpeedClient:
             self._sleep(delay)
             attempt += 1
 
+    def webhook_secret(self) -> str:
+        """The account's webhook signing secret (`whsec_...`), with which WaveSpeed signs the
+        webhooks of every task submitted with this key."""
+        response = self._http.get(self._base_url + WEBHOOK_SECRET_PATH, headers=self._headers())
+        code, message, data = self._decode(response)
+        if code == 200 and isinstance(data, dict) and isinstance(data.get("secret"), str):
+            return str(data["secret"])
+        if 400 <= code < 500:
+            self._raise_client_error(code, message, operation="webhook secret")
+        raise UpstreamUnavailableError(
+            self._scrub(f"WaveSpeed webhook secret unavailable (HTTP {response.status_code}, code {code})")
+        )
+
     # -- helpers --
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}

@@ -23,7 +23,7 @@ from fluxrelay.api import openapi
 from fluxrelay.api.bodies import read_bodies_as_json
 from fluxrelay.api.envelope import envelope, error_response, from_error
 from fluxrelay.api.openapi import ContractResolver
-from fluxrelay.api.routes import cancel, deliveries, history, predictions, uploads, webhooks
+from fluxrelay.api.routes import cancel, deliveries, history, predictions, upstream_webhooks, uploads, webhooks
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.models.wire import Envelope, describe_errors
 from fluxrelay.observability import logger
@@ -61,7 +61,7 @@ def create_app() -> APIGatewayHttpResolver:
     app = ContractResolver(enable_validation=True, cors=_cors(get_settings().cors_allowed_origins))
     read_bodies_as_json(app)
     routers = (predictions.router, cancel.router, history.router, uploads.router, webhooks.router)
-    for router in (*routers, deliveries.router, playground_router):
+    for router in (*routers, deliveries.router, upstream_webhooks.router, playground_router):
         app.include_router(router)
     openapi.configure(app)
 

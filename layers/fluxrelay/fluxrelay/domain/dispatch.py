@@ -64,7 +64,7 @@ class Dispatcher:
         for field in _GATEWAY_ONLY_FIELDS:
             payload.pop(field, None)
         try:
-            task = self.upstream.submit(payload)
+            task = self.upstream.submit(payload, webhook=self.lifecycle.push_url(job))
         except (UpstreamUnavailableError, UpstreamRateLimitedError) as exc:
             count(MetricName.UPSTREAM_ERRORS)
             if not requeue_if_unsent:

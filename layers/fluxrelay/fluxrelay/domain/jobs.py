@@ -172,6 +172,10 @@ class JobItem(BaseModel):
     webhook: WebhookState | None = None
     sns_published: bool = False
     execution_arn: str | None = None
+    # The wakeable wait: the task token of the workflow's parked wait (None while it runs a
+    # check), and when someone (an upstream push, a cancel) asked for a check since the last one.
+    wake_token: str | None = None
+    wake_requested_at: datetime | None = None
     result_url: str = ""  # our `urls.get` for this job, fixed at submit time
     input_key: str | None = None  # img2img: the uploaded source object
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
@@ -206,6 +210,8 @@ class JobFields(TypedDict, total=False):
     webhook: WebhookState | None
     sns_published: bool
     execution_arn: str | None
+    wake_token: str | None
+    wake_requested_at: datetime | None
     result_url: str
     input_key: str | None
     expires_at: int | None

@@ -31,6 +31,10 @@ from fluxrelay.settings import CancelledOutputs, Settings
 
 Clock = Callable[[], datetime]
 
+# Our public routes that name a job: its result (`urls.get`) and the upstream's push for it.
+RESULT_PATH = "/api/v3/predictions/{job_id}/result"
+PUSH_PATH = "/api/v3/upstream/webhooks/{job_id}"
+
 
 @dataclass
 class JobLifecycle:
@@ -81,7 +85,7 @@ class JobLifecycle:
             finished_at=now if status.terminal else None,
             error=error,
             webhook=WebhookState(url=webhook_url) if webhook_url else None,
-            result_url=f"{result_base_url.rstrip('/')}/api/v3/predictions/{jid}/result"
+            result_url=result_base_url.rstrip("/") + RESULT_PATH.format(job_id=jid)
             if result_base_url
             else "",
             input_key=input_key,
@@ -178,17 +182,56 @@ class JobLifecycle:
             + kept,
         )
 
+    def push_url(self, job: JobItem) -> str | None:
+        """The URL the upstream reports this job's task to (its `?webhook=`): our public base
+        URL, the one the job's result URL was built on. None when the job has no public URL."""
+        suffix = RESULT_PATH.format(job_id=job.job_id)
+        if not job.result_url.endswith(suffix):
+            return None
+        return job.result_url.removesuffix(suffix) + PUSH_PATH.format(job_id=job.job_id)
+
     # --- workflows ----------------------------------------------------------------------
     def start_generation(self, job: JobItem, wait_seconds: int) -> JobItem:
         """Start the generation workflow (first check after `wait_seconds`) and record it."""
-        arn = self.generation.start(WorkflowStart(job_id=job.job_id, wait_seconds=wait_seconds))
+        # The first wait is a parked task whose timeout is this wait: at least 1 s on AWS.
+        start = WorkflowStart(job_id=job.job_id, wait_seconds=max(1, wait_seconds))
+        arn = self.generation.start(start)
         return self.store.update(job.job_id, execution_arn=arn)
 
     def notify_finished(self, job_id: str) -> None:
         """Report a job that ended before its workflow ran: the generation workflow on a
         finished job checks once, sees the terminal status and runs Notify (SNS + webhook with
-        its retries). Named by the job id, so it can never run twice for one job."""
-        self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=0))
+        its retries). Named by the job id, so it can never run twice for one job. Its wait
+        parks for a moment and is woken at once, the job being terminal."""
+        self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=1))
+
+    # --- the wakeable wait ----------------------------------------------------------------
+    # The workflow parks between checks in a wait that holds a task token; the token is stored
+    # on the job. Whoever learns that a check is due (the upstream's push, a cancel) records the
+    # request and sends the token back. Both sides write first and read the other's mark in the
+    # same conditional write, so whichever comes second sees the first: no wake-up is lost when
+    # the push arrives before the workflow has parked, and a duplicate wake is harmless.
+    def wake(self, job_id: str) -> bool:
+        """Ask for a check of the job now: its parked workflow wakes at once, or (not parked
+        yet) does not park. True when a parked wait was woken. Unknown job: NotFoundError."""
+        job = self.store.update(job_id, wake_requested_at=self.clock())
+        return job.wake_token is not None and self.generation.wake(job.wake_token)
+
+    def park(self, job_id: str, token: str) -> bool:
+        """Store the token of the workflow's wait; wake it at once when a check is already due
+        (asked for since the last check, the job ended, or its deadline passed). True then."""
+        job = self.store.update(job_id, wake_token=token)
+        due = (
+            job.wake_requested_at is not None
+            or job.status.terminal
+            or (job.deadline_at is not None and self.clock() >= job.deadline_at)
+        )
+        return due and self.generation.wake(token)
+
+    def checking(self, job: JobItem) -> None:
+        """A check starts: its token is spent and a pending wake request is answered by it."""
+        if job.wake_token or job.wake_requested_at:
+            self.store.update(job.job_id, wake_token=None, wake_requested_at=None)
 
     def start_expiry(self, job_id: str, wait_seconds: int) -> bool:
         """Start the upload-expiry timer; False when no timer is deployed."""

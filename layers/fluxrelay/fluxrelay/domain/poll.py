@@ -41,7 +41,8 @@ class PollService:
         job = self.lifecycle.load(job_id)
         late = self._awaits_late_outputs(job)
         if job.status.terminal and not late:
-            return _ended(job)
+            return _ended(job)  # a check of a finished job changes nothing
+        self.lifecycle.checking(job)
         now = self.clock()
         if job.deadline_at and now >= job.deadline_at:
             return _ended(job) if late else self._time_out(job, now)
@@ -149,12 +150,16 @@ class PollService:
 
 
 def _waiting(job: JobItem, wait_seconds: int) -> CheckResultOutput:
+    # The wait is a parked task timing out after `wait_seconds`: at least 1 s on AWS.
     return CheckResultOutput(
-        job_id=job.job_id, status=job.status.public, next=ResultRoute.WAIT, wait_seconds=wait_seconds
+        job_id=job.job_id, status=job.status.public, next=ResultRoute.WAIT, wait_seconds=max(1, wait_seconds)
     )
 
 
 def _ended(job: JobItem) -> CheckResultOutput:
     """A job that has ended (or, after a refused write, whatever it now is)."""
-    route = ResultRoute.NOTIFY if job.status.terminal else ResultRoute.WAIT
-    return CheckResultOutput(job_id=job.job_id, status=job.status.value, next=route, wait_seconds=0)
+    if not job.status.terminal:
+        return _waiting(job, 1)
+    return CheckResultOutput(
+        job_id=job.job_id, status=job.status.value, next=ResultRoute.NOTIFY, wait_seconds=0
+    )

@@ -111,6 +111,10 @@ class Workflow(Protocol):
         """Start an execution named by `start.job_id`; returns the execution ARN. Starting it
         twice for one job is harmless (same name = same execution)."""
 
+    def wake(self, token: str) -> bool:
+        """End the parked wait that holds `token` (its execution checks at once). False when the
+        token is no longer waiting (already used, timed out, execution gone): harmless."""
+
 
 class OutputStore(Protocol):
     """Our bucket, as the outputs of a job need it."""

@@ -32,9 +32,10 @@ class WebhookDelivery(StrEnum):
 
 # The state transitions (states entered, what Step Functions bills) each task invocation of the
 # generation workflow stands for, so that a job's count adds up from its invocations:
-# CheckResult = WaitForResult + CheckResult + IsFinished; StoreOutputs and MarkFailed = 1;
-# Notify = Notify + WebhookRetry + either WaitBeforeRedelivery (then Notify again) or Done.
-TASK_TRANSITIONS = {"CheckResult": 3, "StoreOutputs": 1, "MarkFailed": 1, "Notify": 3}
+# WaitForResult (ParkJob, the wakeable wait) = 1; CheckResult = CheckResult + IsFinished;
+# StoreOutputs and MarkFailed = 1; Notify = Notify + WebhookRetry + either WaitBeforeRedelivery
+# (then Notify again) or Done.
+TASK_TRANSITIONS = {"WaitForResult": 1, "CheckResult": 2, "StoreOutputs": 1, "MarkFailed": 1, "Notify": 3}
 
 
 class WorkflowStart(BaseModel):
@@ -48,6 +49,12 @@ class JobTask(BaseModel):
     """Input of a task that acts on one job (CheckResult, StoreOutputs, Notify, ExpireUpload)."""
 
     job_id: str
+
+
+class ParkInput(JobTask):
+    """Input of ParkJob, the wakeable wait: the task token its execution waits on."""
+
+    token: str = Field(min_length=1)
 
 
 class CaughtError(BaseModel):
