@@ -1,7 +1,7 @@
 """Push completion end to end: the stand-in's signed webhook reaches our upstream-webhook route,
 which wakes the parked workflow; the poll stays the safety net when the push is lost.
 
-The poll wait is set long (ExpectedSecondsPerImage=300, PollIntervalSeconds=300): a job that
+The poll wait is set long (300 s, scaled to 3 s): a job that
 finishes on its first check did so because the push woke it, and the execution history says
 which way each wait ended (TaskSucceeded = woken, TaskTimedOut = the poll fallback).
 """
@@ -27,8 +27,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack_options() -> dict[str, Any]:
-    # Scaled by the test stack's time scale (1/1000): a 0.3 s poll wait against a ~20 ms task.
-    return {"parameters": {"ExpectedSecondsPerImage": "300", "PollIntervalSeconds": "300"}}
+    # Scaled by 1/100: a 3 s poll wait against a ~20 ms task, so a push that is slow on a loaded
+    # machine still arrives well before the wait's timeout.
+    return {
+        "parameters": {"ExpectedSecondsPerImage": "300", "PollIntervalSeconds": "300"},
+        "time_scale": 0.01,
+    }
 
 
 @pytest.fixture

@@ -37,12 +37,13 @@ def start_stack(
     parameters: dict[str, str] | None = None,
     url_policy: str = "development",
     standin_options: dict[str, Any] | None = None,
+    time_scale: float = 0.001,
 ) -> LocalStack:
     config = StackConfig(
         api_port=0,
         upstream_port=0,
         aws_port=0,
-        time_scale=0.001,
+        time_scale=time_scale,
         state_dir=tmp_dir / ".local",
         parameter_overrides={**DEFAULT_PARAMETERS, **(parameters or {})},
         url_policy=url_policy,
