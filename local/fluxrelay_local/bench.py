@@ -221,6 +221,7 @@ def own_stack(args: argparse.Namespace, writes: DynamoWriteCounter) -> Iterator[
             time_scale=1.0,
             state_dir=Path(state_dir),
             write_state_file=False,
+            schedule_seconds=0,  # no sweeper runs among the measured jobs
             parameter_overrides=parameters,
             standin_options={
                 "seconds_per_image": args.seconds_per_image,

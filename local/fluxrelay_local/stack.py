@@ -79,6 +79,9 @@ class StackConfig:
     write_state_file: bool = True
     # Save the data to state_dir/state when the stack stops and put it back when it starts.
     persist: bool = True
+    # Every function with a Schedule event (the sweeper) runs this often, as EventBridge would
+    # run it on AWS; 0 = never (tests invoke it themselves).
+    schedule_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> StackConfig:
@@ -215,6 +218,7 @@ class LocalStack:
             on_functions_ready=self._install_runner,
         )
         self._start_api()
+        self._start_schedules()
         assert self.deployed is not None
         if not any("PUBLIC_BASE_URL" in f.environment for f in self.deployed.functions.values()):
             # API Gateway's domain is https without a port; here `urls.get` must name this server.
@@ -452,6 +456,35 @@ class LocalStack:
         self._set_env(function_env(deployed.functions, self.config.region))
         self._clear_settings_cache()
         self.runner.install()
+
+    def _start_schedules(self) -> None:
+        assert self.deployed is not None
+        scheduled = [
+            logical_id
+            for logical_id, resource in self.deployed.sam_template.get("Resources", {}).items()
+            if resource.get("Type") == "AWS::Serverless::Function"
+            and any(
+                e.get("Type") == "Schedule" for e in (resource["Properties"].get("Events") or {}).values()
+            )
+        ]
+        if not scheduled or self.config.schedule_seconds <= 0:
+            return
+        stopped = threading.Event()
+        self._exits.callback(stopped.set)
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+        def tick() -> None:
+            while not stopped.wait(self.config.schedule_seconds):
+                for logical_id in scheduled:
+                    runner = self.runner
+                    if runner is None:
+                        return
+                    try:
+                        runner.invoke(logical_id, event)
+                    except Exception as exc:  # a failed run is repeated by the next tick, as on AWS
+                        LOG.warning("scheduled %s failed: %s", logical_id, exc)
+
+        threading.Thread(target=tick, name="local-schedules", daemon=True).start()
 
     def _start_api(self) -> None:
         assert self.deployed is not None

@@ -100,6 +100,7 @@ class Faults:
     submit_5xx: int = 0  # next N submits answer 500 without creating a task
     submit_hang: int = 0  # next N submits create the task, then hang before answering
     submit_hang_seconds: float = 5.0
+    submit_5xx_after_create: int = 0  # next N submits create the task, then answer 500
     result_5xx: int = 0  # next N result GETs answer `result_5xx_status`
     result_5xx_status: int = 500
     result_delay: float = 0.0  # every result GET waits this long before answering
@@ -443,6 +444,8 @@ class StandIn:
 
         task = self._create_task(params, webhook, self._base_url(request), body)
         with self._cond:
+            if self._take("submit_5xx_after_create"):
+                raise _ApiError(500, "internal server error")
             hang = self._take("submit_hang")
         if hang:
             # The task exists (and would be billed) but the answer never comes in time.

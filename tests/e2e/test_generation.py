@@ -474,21 +474,38 @@ def test_upstream_rate_limiting_the_submit_is_a_429_with_retry_after(
     assert job["error"]["type"] == "upstream_rate_limited"
 
 
-@pytest.mark.parametrize("fault", ["submit_5xx", "submit_hang"])
-def test_ambiguous_submit_is_a_502_that_says_it_was_not_resent(
+@pytest.mark.parametrize("fault", ["submit_5xx_after_create", "submit_hang"])
+def test_an_ambiguous_submit_that_created_the_task_adopts_it_from_its_webhook(
     stack: LocalStack, alice: Api, standin: Any, fault: str
 ) -> None:
     marker = tag()
     setattr(standin.faults, fault, 1)
     standin.faults.submit_hang_seconds = 3.0
-    with settings_env(UPSTREAM_READ_TIMEOUT="0.5"):
+    with settings_env(UPSTREAM_SUBMIT_READ_TIMEOUT="0.5"):
         response = alice.submit({"prompt": f"did it go {marker}", "size": "256*256"})
+        data = assert_envelope(response, 200)["data"]
+        assert data["status"] == "created"
+        done = alice.wait_finished(data["id"])
 
-    body = assert_envelope(response, 502)
-    assert "not resent" in body["message"]
+    assert done["status"] == "completed"
+    assert len(submit_posts(standin, marker)) == 1  # never resent: one task, one charge
+    (task,) = submissions(standin, marker)
+    assert (job_item(stack, data["id"]) or {})["upstream_id"] == task["id"]
+
+
+def test_an_ambiguous_submit_that_created_nothing_fails_after_the_adoption_window(
+    stack: LocalStack, alice: Api, standin: Any
+) -> None:
+    marker = tag()
+    standin.faults.submit_5xx = 1  # answers 500 without creating a task
+    with settings_env(AMBIGUOUS_SUBMIT_WINDOW_SECONDS="1"):
+        response = alice.submit({"prompt": f"did it go {marker}", "size": "256*256"})
+        data = assert_envelope(response, 200)["data"]
+        assert data["status"] == "created"
+        done = alice.wait_finished(data["id"])
+
+    assert done["status"] == "failed"
+    assert "not resent" in done["error"]
     assert len(submit_posts(standin, marker)) == 1
-    # submit_hang made a task upstream (and so a charge); submit_5xx did not.
-    assert len(submissions(standin, marker)) == (1 if fault == "submit_hang" else 0)
-    (job,) = jobs_with_marker(stack, marker)
-    assert job["status"] == "failed"
-    assert job["error"]["type"] == "ambiguous_submit"
+    assert submissions(standin, marker) == []
+    assert (job_item(stack, data["id"]) or {})["error"]["type"] == "ambiguous_submit"

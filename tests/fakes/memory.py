@@ -10,7 +10,7 @@ from typing import Any, Literal, Unpack
 
 from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources
-from fluxrelay.domain.ports import JobFilter, JobPage, JobPosition
+from fluxrelay.domain.ports import ExecutionStatus, JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.wire import Prediction
@@ -76,6 +76,18 @@ class MemoryJobStore:
 
     def count_owned(self, owner: str, wanted: JobFilter) -> int:
         return sum(1 for job in self.items.values() if job.owner == owner and wanted.matches(job))
+
+    def claim_resume(self, job_id: str, seen: int) -> bool:
+        with self._lock:
+            job = self.items[job_id]
+            if job.resumes != seen:
+                return False
+            self.items[job_id] = job.model_copy(update={"resumes": seen + 1})
+            return True
+
+    def active(self, limit: int) -> list[str]:
+        live = sorted((j for j in self.items.values() if not j.status.terminal), key=lambda j: j.created_at)
+        return [j.job_id for j in live[:limit]]
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         with self._lock:
@@ -173,6 +185,7 @@ class RecordingWorkflow:
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.woken: list[str] = []
+        self.executions: dict[str, ExecutionStatus] = {}
 
     def wake(self, token: str) -> bool:
         if token in self.woken:
@@ -180,9 +193,20 @@ class RecordingWorkflow:
         self.woken.append(token)
         return True
 
-    def start(self, start: WorkflowStart) -> str:
-        self.started.append((start.job_id, start.model_dump(mode="json")))
-        return f"arn:aws:states:us-east-1:123456789012:execution:gen:{start.job_id}"
+    def start(self, start: WorkflowStart, name: str | None = None) -> str:
+        name = name or start.job_id
+        arn = f"arn:aws:states:us-east-1:123456789012:execution:gen:{name}"
+        if arn not in self.executions:  # one execution per name, as Step Functions
+            self.started.append((start.job_id, start.model_dump(mode="json")))
+            self.executions[arn] = ExecutionStatus.RUNNING
+        return arn
+
+    def status(self, execution_arn: str) -> ExecutionStatus:
+        return self.executions.get(execution_arn, ExecutionStatus.MISSING)
+
+    def stop(self, execution_arn: str) -> None:
+        if self.executions.get(execution_arn) is ExecutionStatus.RUNNING:
+            self.executions[execution_arn] = ExecutionStatus.ABORTED
 
 
 class MemorySlots:

@@ -44,6 +44,7 @@ def start_stack(
         upstream_port=0,
         aws_port=0,
         time_scale=time_scale,
+        schedule_seconds=0,  # the sweeper runs only when a test invokes it
         state_dir=tmp_dir / ".local",
         parameter_overrides={**DEFAULT_PARAMETERS, **(parameters or {})},
         url_policy=url_policy,

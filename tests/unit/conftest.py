@@ -43,7 +43,7 @@ def world() -> dict[str, Any]:
 @pytest.fixture
 def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A client on a moto table shaped like the template's (hash key `pk`, owner index
-    `by_owner`), named `TABLE`."""
+    `by_owner`, the sweeper's index `active_jobs`), named `TABLE`."""
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     # moto's conditional writes are not atomic under threads; the local stack's patch makes them so.
@@ -53,9 +53,17 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "owner", "created_at")
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "owner", "created_at", "active")
             ],
             GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "active_jobs",
+                    "KeySchema": [
+                        {"AttributeName": "active", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
                 {
                     "IndexName": "by_owner",
                     "KeySchema": [

@@ -106,3 +106,21 @@ def test_webhook_state_is_written_only_over_the_attempt_count_it_was_read_at(any
     # A second writer that read the state before that attempt loses, and nothing changes.
     assert any_store.update_webhook(item.job_id, item.webhook, expected_attempts=0) is None
     assert any_store.get(item.job_id).webhook == first
+
+
+def test_only_non_terminal_jobs_are_in_the_active_index(store: DynamoJobStore) -> None:
+    running, finished = job(), job()
+    store.create(running)
+    store.create(finished)
+    assert sorted(store.active(limit=10)) == sorted([running.job_id, finished.job_id])
+    store.transition(finished.job_id, JobStatus.FAILED)
+    assert store.active(limit=10) == [running.job_id]
+
+
+def test_a_resume_is_claimed_once_per_count(store: DynamoJobStore) -> None:
+    item = job()
+    store.create(item)
+    assert store.claim_resume(item.job_id, 0) is True
+    assert store.claim_resume(item.job_id, 0) is False  # another sweeper counted first
+    assert store.claim_resume(item.job_id, 1) is True
+    assert store.get(item.job_id).resumes == 2

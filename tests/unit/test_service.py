@@ -141,7 +141,6 @@ def test_private_webhook_is_refused_before_anything_is_written_or_paid(world: di
     ("error", "error_type"),
     [
         (UpstreamRejectedError("bad lora", status=400), "upstream_rejected"),
-        (AmbiguousSubmitError("timed out after send"), "ambiguous_submit"),
         (UpstreamUnavailableError("connection refused"), "upstream_unavailable"),
     ],
 )
@@ -283,8 +282,7 @@ def test_base64_outputs_are_decoded_and_stored(world: dict[str, Any]) -> None:
     [
         (404, "HTTP 404"),
         (b"<html>not an image</html>", "not a JPEG, PNG or WebP"),
-        (image_bytes("PNG"), "is png, but jpeg was requested"),
-        (image_bytes("JPEG", (512, 256)), "is 512x256, but 256x256 was requested"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "not a JPEG, PNG or WebP"),  # unreadable
     ],
 )
 def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(
@@ -296,6 +294,25 @@ def test_bad_or_missing_outputs_fail_the_job_with_a_clear_error(
     job = world["store"].get(job_id)
     assert job.error.type == "output_unavailable"
     assert fragment in job.error.message
+
+
+@pytest.mark.parametrize(
+    ("served", "key", "size"),
+    [
+        (image_bytes("JPEG", (512, 256)), "0.jpeg", (512, 256)),  # img2img followed its input
+        (image_bytes("JPEG", (240, 240)), "0.jpeg", (240, 240)),  # rounded to multiples of 16
+        (image_bytes("PNG"), "0.png", (256, 256)),  # another format than asked for
+    ],
+)
+def test_a_paid_output_of_another_size_or_format_is_kept_as_it_is(
+    world: dict[str, Any], served: bytes, key: str, size: tuple[int, int]
+) -> None:
+    job_id = completed_job(world, ["https://cdn/0.jpeg"])
+    svc, bucket = outputs_service(world, {"https://cdn/0.jpeg": served})
+    assert svc.store_outputs(job_id).status == "completed"
+    (output,) = world["store"].get(job_id).outputs
+    assert (output.key, (output.width, output.height)) == (f"outputs/{job_id}/{key}", size)
+    assert bucket.objects[output.key][0] == served
 
 
 def test_outputs_over_the_byte_cap_fail_the_job(world: dict[str, Any]) -> None:
@@ -633,15 +650,52 @@ def test_jobs_over_the_upstream_cap_wait_in_created_and_are_submitted_when_a_slo
     assert world["slots"].held == {second.job_id}
 
 
-def test_a_dispatch_that_died_midway_is_never_resent(world: dict[str, Any]) -> None:
+def test_a_dispatch_that_died_midway_is_never_resent_and_awaits_adoption(world: dict[str, Any]) -> None:
     upstream = FakeUpstream()
     job = submitter(world, upstream).new_job("alice", request())
     world["store"].claim(job.job_id, "dispatched_at", T0)  # an earlier attempt got this far
-    with pytest.raises(AmbiguousSubmitError):
-        dispatcher(world, upstream).dispatch(job, request())
+    dispatched = dispatcher(world, upstream).dispatch(job, request())
     assert upstream.submitted == []
-    assert world["store"].get(job.job_id).error.type == "ambiguous_submit"
-    assert world["slots"].held == set()
+    assert (dispatched.status, dispatched.upstream_id, dispatched.error) == (JobStatus.CREATED, None, None)
+
+
+def test_an_ambiguous_submit_is_not_failed_but_keeps_its_slot_and_starts_the_workflow(
+    world: dict[str, Any],
+) -> None:
+    upstream = FakeUpstream(submit_error=AmbiguousSubmitError("timed out after send"))
+    job = submitter(world, upstream).submit("alice", request())
+    assert (job.status, job.upstream_id, job.error) == (JobStatus.CREATED, None, None)
+    assert len(upstream.submitted) == 1
+    assert world["slots"].held == {job.job_id}  # the task may be running upstream
+    assert [started for started, _ in world["workflow"].started] == [job.job_id]
+
+
+def _poll(world: dict[str, Any], upstream: FakeUpstream, **kw: Any) -> PollService:
+    return PollService(
+        lifecycle=lifecycle(world, **kw),
+        store=world["store"],
+        upstream=upstream,
+        dispatcher=dispatcher(world, upstream, **kw),
+        settings=settings(**kw),
+        clock=world["clock"],
+    )
+
+
+def test_an_unadopted_ambiguous_submit_fails_after_the_window_and_is_never_resent(
+    world: dict[str, Any],
+) -> None:
+    upstream = FakeUpstream(submit_error=AmbiguousSubmitError("timed out after send"))
+    job = submitter(world, upstream).submit("alice", request())
+    poll = _poll(world, upstream, AMBIGUOUS_SUBMIT_WINDOW_SECONDS=30)
+    world["clock"].now = T0 + timedelta(seconds=29)
+    waiting = poll.check(job.job_id)
+    assert (waiting.next, waiting.wait_seconds) == (ResultRoute.WAIT, 1)
+    world["clock"].now = T0 + timedelta(seconds=30)
+    assert poll.check(job.job_id).next is ResultRoute.NOTIFY
+    failed = world["store"].get(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.type == "ambiguous_submit"
+    assert len(upstream.submitted) == 1
 
 
 def test_failed_submit_releases_its_slot(world: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import cfn_yaml
 
+from fluxrelay.adapters.dynamo_jobs import ACTIVE_INDEX
 from fluxrelay.settings import NsfwPolicy, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +29,10 @@ FUNCTIONS = {
     "NotifyFunction": "notify",
     "S3TriggerFunction": "s3_trigger",
     "ExpireUploadFunction": "expire_upload",
+    "SweepJobsFunction": "sweep_jobs",
 }
 UPSTREAM_CALLERS = {"ApiFunction", "CheckResultFunction", "S3TriggerFunction"}
-STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction", "ExpireUploadFunction"}
+STATE_MACHINE_STARTERS = {"ApiFunction", "S3TriggerFunction", "ExpireUploadFunction", "SweepJobsFunction"}
 WAVESPEED_SECRET_ARN = (
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${WaveSpeedSecretName}-*"
 )
@@ -78,6 +80,8 @@ PARAMETER_ENV = {
     "CostPrices": "COST_PRICES",
     "LogLevel": "POWERTOOLS_LOG_LEVEL",
     "MaxConcurrentUpstreamTasks": "MAX_CONCURRENT_UPSTREAM_TASKS",
+    "AmbiguousSubmitWindowSeconds": "AMBIGUOUS_SUBMIT_WINDOW_SECONDS",
+    "SweepGraceSeconds": "SWEEP_GRACE_SECONDS",
     "DefaultRequestsPerMinute": "DEFAULT_REQUESTS_PER_MINUTE",
     "DefaultImagesPerDay": "DEFAULT_IMAGES_PER_DAY",
     # jobs (the history) are kept as long as their images
@@ -461,16 +465,20 @@ def test_no_hard_coded_physical_names(resources: dict[str, Any]) -> None:
 def test_jobs_table_matches_the_contract(resources: dict[str, Any]) -> None:
     table = _props(resources, "JobsTable")
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    ((gsi),) = table["GlobalSecondaryIndexes"]
+    gsi, active = table["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "by_owner"
     assert gsi["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
+    # The sweeper's sparse index: `active` is written only while a job is non-terminal.
+    assert active["IndexName"] == ACTIVE_INDEX
+    assert active["KeySchema"][0] == {"AttributeName": "active", "KeyType": "HASH"}
     assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
         "pk": "S",
         "owner": "S",
         "created_at": "S",
+        "active": "S",
     }
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["BillingMode"] == "PAY_PER_REQUEST"

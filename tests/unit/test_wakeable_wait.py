@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fluxrelay.domain.errors import NotFoundError
+from fluxrelay.domain.errors import AmbiguousSubmitError, NotFoundError
 from fluxrelay.domain.jobs import JobItem, JobStatus
 from fluxrelay.domain.poll import PollService
 from fluxrelay.domain.push import PushOutcome, PushService
@@ -45,13 +45,13 @@ def test_a_job_without_a_public_url_is_submitted_without_a_push_route(world: dic
 def test_push_to_a_parked_workflow_sends_its_token_back(world: dict[str, Any]) -> None:
     job = submitted(world)
     assert lifecycle(world).park(job.job_id, "token-1") is False  # nothing due yet: it waits
-    assert PushService(lifecycle(world)).receive(job.job_id, pushed()) is PushOutcome.WOKEN
+    assert PushService(lifecycle(world), world["store"]).receive(job.job_id, pushed()) is PushOutcome.WOKEN
     assert world["workflow"].woken == ["token-1"]
 
 
 def test_push_before_the_workflow_parks_wakes_the_park_at_once(world: dict[str, Any]) -> None:
     job = submitted(world)
-    assert PushService(lifecycle(world)).receive(job.job_id, pushed()) is PushOutcome.NOTED
+    assert PushService(lifecycle(world), world["store"]).receive(job.job_id, pushed()) is PushOutcome.NOTED
     assert lifecycle(world).park(job.job_id, "token-1") is True
     assert world["workflow"].woken == ["token-1"]
 
@@ -59,7 +59,7 @@ def test_push_before_the_workflow_parks_wakes_the_park_at_once(world: dict[str, 
 def test_duplicate_pushes_are_harmless(world: dict[str, Any]) -> None:
     job = submitted(world)
     lifecycle(world).park(job.job_id, "token-1")
-    push = PushService(lifecycle(world))
+    push = PushService(lifecycle(world), world["store"])
     assert push.receive(job.job_id, pushed()) is PushOutcome.WOKEN
     assert push.receive(job.job_id, pushed()) is PushOutcome.NOTED  # the token is spent
     assert world["workflow"].woken == ["token-1"]
@@ -67,7 +67,7 @@ def test_duplicate_pushes_are_harmless(world: dict[str, Any]) -> None:
 
 def test_a_check_answers_the_pending_wake_so_the_next_park_waits(world: dict[str, Any]) -> None:
     job = submitted(world)
-    PushService(lifecycle(world)).receive(job.job_id, pushed("processing"))
+    PushService(lifecycle(world), world["store"]).receive(job.job_id, pushed("processing"))
     poll = PollService(
         lifecycle=lifecycle(world),
         store=world["store"],
@@ -102,13 +102,13 @@ def test_late_or_foreign_pushes_are_ignored(world: dict[str, Any], case: str) ->
         push = pushed()
     else:
         push = pushed(task_id="b" * 32)
-    assert PushService(lifecycle(world)).receive(job.job_id, push) is PushOutcome.IGNORED
+    assert PushService(lifecycle(world), world["store"]).receive(job.job_id, push) is PushOutcome.IGNORED
     assert world["workflow"].woken == []
 
 
 def test_push_for_an_unknown_job_is_not_found(world: dict[str, Any]) -> None:
     with pytest.raises(NotFoundError):
-        PushService(lifecycle(world)).receive("f" * 32, pushed())
+        PushService(lifecycle(world), world["store"]).receive("f" * 32, pushed())
 
 
 def test_a_push_that_overtakes_the_submit_answer_makes_the_first_check_immediate(
@@ -119,7 +119,7 @@ def test_a_push_that_overtakes_the_submit_answer_makes_the_first_check_immediate
 
         def submit(self, payload: Any, *, webhook: str | None = None) -> UpstreamPrediction:
             job_id = webhook.rsplit("/", 1)[-1] if webhook else ""
-            self.outcome = PushService(lifecycle(world)).receive(job_id, pushed())
+            self.outcome = PushService(lifecycle(world), world["store"]).receive(job_id, pushed())
             return super().submit(payload, webhook=webhook)
 
     upstream = PushingUpstream()
@@ -130,4 +130,25 @@ def test_a_push_that_overtakes_the_submit_answer_makes_the_first_check_immediate
 
 def test_a_push_for_a_job_never_sent_upstream_is_ignored(world: dict[str, Any]) -> None:
     job = lifecycle(world).create("alice", request())
-    assert PushService(lifecycle(world)).receive(job.job_id, pushed()) is PushOutcome.IGNORED
+    assert PushService(lifecycle(world), world["store"]).receive(job.job_id, pushed()) is PushOutcome.IGNORED
+
+
+def test_the_webhook_of_an_ambiguous_submit_adopts_its_task_and_wakes_the_check(
+    world: dict[str, Any],
+) -> None:
+    upstream = FakeUpstream(submit_error=AmbiguousSubmitError("timed out after send"))
+    job = submitter(world, upstream).submit("alice", request(), result_base_url="https://api.example")
+    lifecycle(world).park(job.job_id, "token-1")
+    assert PushService(lifecycle(world), world["store"]).receive(job.job_id, pushed()) is PushOutcome.WOKEN
+    assert world["store"].get(job.job_id).upstream_id == TASK
+    # The woken check polls the adopted task like any other: one charge, the result kept.
+    poll = PollService(
+        lifecycle=lifecycle(world),
+        store=world["store"],
+        upstream=FakeUpstream([pushed()]),
+        dispatcher=dispatcher(world, upstream),
+        settings=settings(),
+        clock=world["clock"],
+    )
+    assert poll.check(job.job_id).next is ResultRoute.STORE_OUTPUTS
+    assert len(upstream.submitted) == 1

@@ -36,6 +36,7 @@ from fluxrelay.domain.outputs import OutputService
 from fluxrelay.domain.poll import PollService
 from fluxrelay.domain.push import PushService
 from fluxrelay.domain.submit import SubmitService
+from fluxrelay.domain.sweep import SweepService
 from fluxrelay.domain.uploads import UploadService
 from fluxrelay.settings import Settings, get_settings
 
@@ -94,6 +95,7 @@ class Container:
             self._wavespeed_key,
             connect_timeout=s.upstream_connect_timeout,
             read_timeout=s.upstream_read_timeout,
+            submit_read_timeout=s.upstream_submit_read_timeout,
             submit_retry_budget=s.upstream_submit_retry_budget,
             get_retries=s.upstream_get_retries,
             backoff_base=s.upstream_backoff_base,
@@ -161,7 +163,13 @@ class Container:
 
     @cached_property
     def push(self) -> PushService:
-        return PushService(self.lifecycle)
+        return PushService(self.lifecycle, self.jobs)
+
+    @cached_property
+    def sweeper(self) -> SweepService:
+        return SweepService(
+            lifecycle=self.lifecycle, store=self.jobs, dispatcher=self.dispatcher, settings=self.settings
+        )
 
     @cached_property
     def store_outputs(self) -> OutputService:

@@ -67,8 +67,18 @@ class Settings(BaseSettings):
     wavespeed_api_key: SecretStr | None = Field(None, validation_alias="WAVESPEED_API_KEY")
     upstream_connect_timeout: float = Field(5.0, validation_alias="UPSTREAM_CONNECT_TIMEOUT")
     upstream_read_timeout: float = Field(30.0, validation_alias="UPSTREAM_READ_TIMEOUT")
+    # The submit's own read timeout: with the retry budget and the connect timeout it stays below
+    # API Gateway's 29 s, so a hanging upstream still gets the caller its answer (the job waits
+    # for adoption, below).
+    upstream_submit_read_timeout: float = Field(12.0, validation_alias="UPSTREAM_SUBMIT_READ_TIMEOUT")
     # Total time budget for retrying a submit that certainly never arrived (or a 429).
-    upstream_submit_retry_budget: float = Field(10.0, validation_alias="UPSTREAM_SUBMIT_RETRY_BUDGET")
+    upstream_submit_retry_budget: float = Field(8.0, validation_alias="UPSTREAM_SUBMIT_RETRY_BUDGET")
+    # A submit that may have reached WaveSpeed (a timeout after sending, a 5xx) is never resent:
+    # the job waits this long for WaveSpeed's webhook naming it and adopts that task, else it
+    # ends failed with `ambiguous_submit`.
+    ambiguous_submit_window_seconds: int = Field(
+        600, ge=0, validation_alias="AMBIGUOUS_SUBMIT_WINDOW_SECONDS"
+    )
     upstream_get_retries: int = Field(4, validation_alias="UPSTREAM_GET_RETRIES")
     upstream_backoff_base: float = Field(0.5, validation_alias="UPSTREAM_BACKOFF_BASE")
     # The account's webhook signing secret, when the operator keeps it in Secrets Manager;
@@ -98,6 +108,12 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: int = Field(5, validation_alias="WEBHOOK_RETRY_BASE_SECONDS")
     sync_wait_seconds: float = Field(25.0, validation_alias="SYNC_WAIT_SECONDS")
     job_ttl_days: int = Field(30, validation_alias="JOB_TTL_DAYS")
+
+    # --- the sweeper ---
+    # A non-terminal job untouched this long whose workflow is not running is resumed; one this
+    # far past its deadline is ended. Each run looks at most at `sweep_batch_size` jobs.
+    sweep_grace_seconds: int = Field(120, ge=0, validation_alias="SWEEP_GRACE_SECONDS")
+    sweep_batch_size: int = Field(100, ge=1, validation_alias="SWEEP_BATCH_SIZE")
 
     # --- limits (per API key; a key's own values override these defaults) ---
     # A revoked key keeps working in a warm authorizer for at most this long.

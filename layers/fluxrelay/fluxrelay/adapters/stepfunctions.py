@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import client as aws_client
 from fluxrelay.adapters.aws import error_code
+from fluxrelay.domain.ports import ExecutionStatus
 from fluxrelay.models.workflow import WorkflowStart
 
 
@@ -19,17 +20,33 @@ class StepFunctionsWorkflow:
         self._arn = state_machine_arn
         self._client = client or aws_client("stepfunctions")
 
-    def start(self, start: WorkflowStart) -> str:
-        job_id = start.job_id
+    def start(self, start: WorkflowStart, name: str | None = None) -> str:
+        name = name or start.job_id
         try:
             out = self._client.start_execution(
-                stateMachineArn=self._arn, name=job_id, input=start.model_dump_json()
+                stateMachineArn=self._arn, name=name, input=start.model_dump_json()
             )
         except ClientError as exc:
             if error_code(exc) != "ExecutionAlreadyExists":
                 raise
-            return self._arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+            return self._arn.replace(":stateMachine:", ":execution:") + f":{name}"
         return str(out["executionArn"])
+
+    def status(self, execution_arn: str) -> ExecutionStatus:
+        try:
+            described = self._client.describe_execution(executionArn=execution_arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return ExecutionStatus.MISSING
+            raise
+        return ExecutionStatus(described["status"])
+
+    def stop(self, execution_arn: str) -> None:
+        try:
+            self._client.stop_execution(executionArn=execution_arn, cause="stuck past its job's deadline")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                raise
 
     def wake(self, token: str) -> bool:
         try:

@@ -74,6 +74,7 @@ class WaveSpeedClient:
         http: httpx.Client | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        submit_read_timeout: float | None = None,
         submit_retry_budget: float = 10.0,
         get_retries: int = 4,
         backoff_base: float = 0.5,
@@ -87,6 +88,7 @@ class WaveSpeedClient:
         # Timeouts are always explicit: httpx defaults to 5 s everywhere, too short for a sync
         # read and silently different from what the settings say.
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._submit_timeout = httpx.Timeout(submit_read_timeout or read_timeout, connect=connect_timeout)
         self._http = http or httpx.Client(timeout=self._timeout, follow_redirects=False)
         self._owns_http = http is None
         self._submit_retry_budget = submit_retry_budget
@@ -119,7 +121,11 @@ class WaveSpeedClient:
         while True:
             try:
                 response = self._http.post(
-                    url, json=dict(payload), params=params, headers=self._headers(), timeout=self._timeout
+                    url,
+                    json=dict(payload),
+                    params=params,
+                    headers=self._headers(),
+                    timeout=self._submit_timeout,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # The connection never opened (refused, DNS, connect timeout): nothing was sent.

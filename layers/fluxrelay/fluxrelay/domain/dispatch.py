@@ -41,11 +41,13 @@ class Dispatcher:
     def dispatch(
         self, job: JobItem, request: GenerationRequest, *, requeue_if_unsent: bool = False
     ) -> JobItem:
-        """Returns the job with `upstream_id` set, or unchanged when it stays queued: no slot is
-        free, or (`requeue_if_unsent`, for jobs the workflow dispatches) the upstream was certainly
-        not reached (connection refused, 429); or as it now is when it ended before it could be
-        sent (cancelled). Other failures fail the job and are raised."""
-        if not self.slots.acquire(job.job_id) and not (self._reap() and self.slots.acquire(job.job_id)):
+        """Returns the job with `upstream_id` set, or without one when it stays queued (no slot
+        is free, or, with `requeue_if_unsent` for jobs the workflow dispatches, the upstream was
+        certainly not reached: connection refused, 429) or when the submit may have reached the
+        upstream without an answer (it then awaits adoption, see PollService); or as it now is
+        when it ended before it could be sent (cancelled). Other failures fail the job and are
+        raised."""
+        if not self.slots.acquire(job.job_id) and not (self.reap() and self.slots.acquire(job.job_id)):
             logger.info("upstream concurrency cap reached; job queued")
             count(MetricName.DISPATCH_DEFERRED)
             return job
@@ -56,10 +58,10 @@ class Dispatcher:
                 self.slots.release(job.job_id)
                 return current
             # A previous attempt got as far as sending (e.g. the function died before recording
-            # the upstream id): the task may exist upstream, so never send it again.
-            error = AmbiguousSubmitError("an earlier submit attempt for this job did not finish")
-            self._record_failure(job, error)
-            raise error
+            # the upstream id): the task may exist upstream, so never send it again; the job
+            # waits for the upstream's webhook to adopt it (PollService).
+            logger.warning("an earlier submit attempt did not finish; awaiting adoption")
+            return self.lifecycle.load(job.job_id)
         payload = request.upstream_payload()
         for field in _GATEWAY_ONLY_FIELDS:
             payload.pop(field, None)
@@ -75,6 +77,10 @@ class Dispatcher:
             self.store.update(job.job_id, dispatched_at=None)
             self.slots.release(job.job_id)
             return job
+        except AmbiguousSubmitError as exc:
+            # The task may exist (and be billed): keep its slot and wait for its webhook.
+            logger.warning("upstream submit ambiguous; awaiting adoption", extra={"reason": exc.message})
+            return self.lifecycle.load(job.job_id)
         except UpstreamError as exc:
             count(MetricName.UPSTREAM_ERRORS)
             self._record_failure(job, exc)
@@ -89,29 +95,21 @@ class Dispatcher:
             deadline_at=self.lifecycle.deadline(now, job.cancel_after_at),
         )
 
-    def _reap(self) -> bool:
+    def reap(self) -> int:
         """Free the slots of jobs that ended without reaching Notify (a workflow that died or
         timed out as a whole); without this a leaked slot would block the queue for good."""
         stale = [held for held in self.slots.holders() if self._is_finished_or_gone(held)]
         for job_id in stale:
             logger.warning("released the upstream slot of a finished job", extra={"stale_job_id": job_id})
             self.slots.release(job_id)
-        return bool(stale)
+        return len(stale)
 
     def _is_finished_or_gone(self, job_id: str) -> bool:
         job = self.store.get(job_id)
         return job is None or job.status.terminal
 
     def _record_failure(self, job: JobItem, exc: UpstreamError) -> None:
-        if isinstance(exc, AmbiguousSubmitError):
-            error = JobError(
-                type="ambiguous_submit",
-                message=(
-                    "the upstream did not confirm the submission; the task may exist there and be "
-                    "billed, so it was not resent. Submit again only if you accept a second charge."
-                ),
-            )
-        elif isinstance(exc, UpstreamRejectedError):
+        if isinstance(exc, UpstreamRejectedError):
             error = JobError(type="upstream_rejected", message=exc.message)
         elif isinstance(exc, UpstreamRateLimitedError):
             error = JobError(type="upstream_rate_limited", message=exc.message, retryable=True)

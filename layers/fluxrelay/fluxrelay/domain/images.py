@@ -51,11 +51,6 @@ def sniff(head: bytes, *, full: bool = False) -> ImageInfo:
         raise NotAnImageError("the file is not a decodable JPEG, PNG or WebP image") from exc
 
 
-def size_matches(info: ImageInfo, width: int, height: int) -> bool:
-    """FLUX renders in multiples of 16: accept the requested size or the size floored to 16."""
-    return (info.width, info.height) in {(width, height), (width // 16 * 16, height // 16 * 16)}
-
-
 # An obscured image keeps at most this many cells along its longer side: everything finer is gone
 # from the stored file, so no deblurring can bring it back (a blur alone can be partly undone).
 _OBSCURED_CELLS = 12

@@ -176,6 +176,7 @@ class JobItem(BaseModel):
     # check), and when someone (an upstream push, a cancel) asked for a check since the last one.
     wake_token: str | None = None
     wake_requested_at: datetime | None = None
+    resumes: int = 0  # executions the sweeper started after the first one died
     result_url: str = ""  # our `urls.get` for this job, fixed at submit time
     input_key: str | None = None  # img2img: the uploaded source object
     expires_at: int | None = None  # DynamoDB TTL (epoch seconds)
@@ -212,6 +213,7 @@ class JobFields(TypedDict, total=False):
     execution_arn: str | None
     wake_token: str | None
     wake_requested_at: datetime | None
+    resumes: int
     result_url: str
     input_key: str | None
     expires_at: int | None

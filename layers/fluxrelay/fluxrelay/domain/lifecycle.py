@@ -24,7 +24,7 @@ from fluxrelay.domain.jobs import (
     new_job_id,
     utcnow,
 )
-from fluxrelay.domain.ports import JobStore, Workflow
+from fluxrelay.domain.ports import ExecutionStatus, JobStore, Workflow
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import WorkflowStart
 from fluxrelay.settings import CancelledOutputs, Settings
@@ -232,6 +232,27 @@ class JobLifecycle:
         """A check starts: its token is spent and a pending wake request is answered by it."""
         if job.wake_token or job.wake_requested_at:
             self.store.update(job.job_id, wake_token=None, wake_requested_at=None)
+
+    # --- rescue (the sweeper) -------------------------------------------------------------
+    def execution_status(self, job: JobItem) -> ExecutionStatus:
+        if not job.execution_arn:
+            return ExecutionStatus.MISSING
+        return self.generation.status(job.execution_arn)
+
+    def claim_resume(self, job: JobItem) -> bool:
+        return self.store.claim_resume(job.job_id, job.resumes)
+
+    def resume(self, job: JobItem) -> JobItem:
+        """Start the job's workflow again, under a new name (the dead execution keeps its own):
+        its first check carries on from whatever the job item says. Call after `claim_resume`;
+        the name derives from the claimed count, so a repeated call starts nothing new."""
+        name = f"{job.job_id}-r{job.resumes + 1}"
+        arn = self.generation.start(WorkflowStart(job_id=job.job_id, wait_seconds=1), name=name)
+        return self.store.update(job.job_id, execution_arn=arn)
+
+    def stop_execution(self, job: JobItem) -> None:
+        if job.execution_arn:
+            self.generation.stop(job.execution_arn)
 
     def start_expiry(self, job_id: str, wait_seconds: int) -> bool:
         """Start the upload-expiry timer; False when no timer is deployed."""

@@ -97,14 +97,10 @@ class OutputService:
             info = images.sniff(head)
         except images.NotAnImageError as exc:
             raise OutputUnavailableError(f"{label} is not a JPEG, PNG or WebP image") from exc
-        if info.format != request.output_format:
-            raise OutputUnavailableError(
-                f"{label} is {info.format}, but {request.output_format} was requested"
-            )
-        if not images.size_matches(info, request.width, request.height):
-            raise OutputUnavailableError(
-                f"{label} is {info.width}x{info.height}, but {request.width}x{request.height} was requested"
-            )
+        # A paid output is kept as it is: its pixel size may differ from the request (WaveSpeed
+        # may round to multiples of 16, img2img may follow the input image) and its format from
+        # the one asked for. Its real format, width and height are recorded. Only a non-image,
+        # an oversized or an unreadable output fails the job.
 
         def capped() -> Iterator[bytes]:
             total = len(head)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fluxrelay.domain import usage
 from fluxrelay.domain.dispatch import Dispatcher
@@ -47,7 +47,9 @@ class PollService:
         if job.deadline_at and now >= job.deadline_at:
             return _ended(job) if late else self._time_out(job, now)
         if not job.upstream_id:
-            return self._dispatch_queued(job, now)
+            if job.dispatched_at is None:
+                return self._dispatch_queued(job, now)
+            return self._await_adoption(job, now)
         usage.count("upstream_polls")
         try:
             result = self.upstream.get_result(job.upstream_id)
@@ -123,6 +125,25 @@ class PollService:
             wait = self.settings.first_poll_seconds(request.num_images)
             return _waiting(dispatched, wait)
         return _waiting(job, self.settings.poll_interval_seconds)
+
+    def _await_adoption(self, job: JobItem, now: datetime) -> CheckResultOutput:
+        """A submit that may have reached the upstream unanswered (a timeout after sending, a
+        5xx, a function that died mid-submit) is never resent: the job waits for the upstream's
+        webhook naming it (PushService adopts that task), for at most the adoption window."""
+        assert job.dispatched_at is not None
+        window_end = job.dispatched_at + timedelta(seconds=self.settings.ambiguous_submit_window_seconds)
+        if now >= window_end:
+            error = JobError(
+                type="ambiguous_submit",
+                message=(
+                    "the upstream did not confirm the submission and no task reported back within "
+                    f"{self.settings.ambiguous_submit_window_seconds} s; it was not resent. Submit "
+                    "again only if you accept a possible second charge."
+                ),
+            )
+            return _ended(self.lifecycle.fail(job.job_id, error))
+        remaining = math.ceil((window_end - now).total_seconds())
+        return _waiting(job, min(self.settings.poll_max_interval_seconds, remaining))
 
     def next_wait(self, polls: int, job: JobItem, now: datetime) -> int:
         """Exponential backoff from the poll interval, capped, and never past the deadline."""

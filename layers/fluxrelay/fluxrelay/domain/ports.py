@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal, Protocol, Unpack
 
 from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState
@@ -52,6 +53,18 @@ class JobPage:
     next: JobPosition | None
 
 
+class ExecutionStatus(StrEnum):
+    """A workflow execution as Step Functions reports it; MISSING = never started."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"
+    MISSING = "MISSING"
+
+
 class JobStore(Protocol):
     """Jobs in the table; every status change is conditional."""
 
@@ -86,6 +99,13 @@ class JobStore(Protocol):
     def count_owned(self, owner: str, wanted: JobFilter) -> int:
         """How many of `owner`'s jobs match `wanted`."""
 
+    def claim_resume(self, job_id: str, seen: int) -> bool:
+        """Count one more resume if the job's counter is still `seen`; False when another
+        writer counted first."""
+
+    def active(self, limit: int) -> list[str]:
+        """Up to `limit` ids of non-terminal jobs, oldest first (an index, never a scan)."""
+
 
 class SlotPool(Protocol):
     """The global cap on concurrent upstream tasks. Both calls are idempotent per job."""
@@ -107,9 +127,14 @@ class Upstream(Protocol):
 
 
 class Workflow(Protocol):
-    def start(self, start: WorkflowStart) -> str:
-        """Start an execution named by `start.job_id`; returns the execution ARN. Starting it
-        twice for one job is harmless (same name = same execution)."""
+    def start(self, start: WorkflowStart, name: str | None = None) -> str:
+        """Start an execution named `name` (default: `start.job_id`); returns the execution ARN.
+        Starting one name twice is harmless (same name = same execution)."""
+
+    def status(self, execution_arn: str) -> ExecutionStatus: ...
+
+    def stop(self, execution_arn: str) -> None:
+        """Stop a running execution (harmless when it has ended)."""
 
     def wake(self, token: str) -> bool:
         """End the parked wait that holds `token` (its execution checks at once). False when the

@@ -88,6 +88,15 @@ class NotifyOutput(BaseModel):
     wait_seconds: int
 
 
+class SweepOutput(BaseModel):
+    """What one sweeper run did (its function's output, for the logs)."""
+
+    examined: int = 0
+    resumed: int = 0
+    ended: int = 0
+    slots_released: int = 0
+
+
 class ExpireUploadOutput(BaseModel):
     job_id: str
     status: str

@@ -37,6 +37,12 @@ OWNER_INDEX = "by_owner"  # hash key owner, range key created_at (the template's
 # Index bounds in the exact text form `created_at` is stored in.
 _STORED_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 _TERMINAL_VALUES = {f":ended{i}": status for i, status in enumerate(sorted(TERMINAL))}
+# The sparse index of active jobs (what the sweeper reads): its key attribute exists only while
+# the job is non-terminal, so the index holds nothing else.
+ACTIVE_INDEX = "active_jobs"
+_ACTIVE = "active"
+_RESUME_FROM_ZERO = "attribute_exists(pk) AND (attribute_not_exists(resumes) OR resumes = :seen)"
+
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 
@@ -70,7 +76,7 @@ _USAGE_PREFIX = "usage_"
 
 
 def _from_item(item: dict[str, Any]) -> JobItem:
-    data = {k: _DES.deserialize(v) for k, v in item.items() if k != "pk"}
+    data = {k: _DES.deserialize(v) for k, v in item.items() if k not in ("pk", _ACTIVE)}
     counters = [k for k in data if k.startswith(_USAGE_PREFIX)]
     data["usage"] = {k.removeprefix(_USAGE_PREFIX): data.pop(k) for k in counters}
     for name in _JSON_TEXT_FIELDS & data.keys():
@@ -108,6 +114,8 @@ class DynamoJobStore:
                 item[name] = _field_attr(name, value)
         for name, value in job.usage.nonzero().items():
             item[_USAGE_PREFIX + name] = {"N": str(value)}
+        if not job.status.terminal:
+            item[_ACTIVE] = {"S": "1"}
         try:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
@@ -129,6 +137,10 @@ class DynamoJobStore:
             return None
         names, values, sets = self._updates({"status": to, **fields})
         names["#status"] = "status"
+        update = "SET " + ", ".join(sets)
+        if to.terminal:
+            names["#active"] = _ACTIVE
+            update += " REMOVE #active"
         placeholders = []
         for i, source in enumerate(sources):
             values[f":from{i}"] = {"S": source}
@@ -137,7 +149,7 @@ class DynamoJobStore:
             out = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression=update,
                 ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -303,6 +315,33 @@ class DynamoJobStore:
                 placeholders.append(f":s{i}")
             query["FilterExpression"] = f"#status IN ({', '.join(placeholders)})"
         return {**query, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+    def claim_resume(self, job_id: str, seen: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET resumes = :next",
+                # Items written before the counter existed have none: that counts as 0.
+                ConditionExpression=_RESUME_FROM_ZERO if seen == 0 else "resumes = :seen",
+                ExpressionAttributeValues={":next": {"N": str(seen + 1)}, ":seen": {"N": str(seen)}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def active(self, limit: int) -> list[str]:
+        out = self._client.query(
+            TableName=self._table,
+            IndexName=ACTIVE_INDEX,
+            KeyConditionExpression="#a = :one",
+            ExpressionAttributeNames={"#a": _ACTIVE},
+            ExpressionAttributeValues={":one": {"S": "1"}},
+            Limit=limit,
+        )
+        return [item["pk"]["S"].removeprefix("JOB#") for item in out.get("Items", [])]
 
     @staticmethod
     def _updates(fields: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
