@@ -53,7 +53,8 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "owner", "created_at", "active")
+                {"AttributeName": name, "AttributeType": "S"}
+                for name in ("pk", "owner", "created_at", "active")
             ],
             GlobalSecondaryIndexes=[
                 {
@@ -71,7 +72,7 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                         {"AttributeName": "created_at", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
             ],
             BillingMode="PAY_PER_REQUEST",
         )

@@ -19,7 +19,7 @@ from tests.unit.test_template import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "events" / "api_submit.json").read_text(encoding="utf-8"))
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("POST", "/api/v3/upstream/webhooks/{id}")}
 TAGS = {"Predictions", "History", "Uploads", "Webhooks", "Service"}
 
 

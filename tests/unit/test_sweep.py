@@ -9,10 +9,7 @@ from typing import Any
 from fluxrelay.domain.jobs import JobItem, JobStatus
 from fluxrelay.domain.ports import ExecutionStatus
 from fluxrelay.domain.sweep import SweepService
-from tests.unit import test_service
 from tests.unit.test_service import T0, FakeUpstream, dispatcher, lifecycle, request, settings, submitter
-
-world = test_service.world  # the same in-memory ports fixture
 
 GRACE = 120
 

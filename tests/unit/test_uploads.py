@@ -471,7 +471,7 @@ def test_bad_upload_fails_the_job_clearly_notifies_and_never_calls_upstream(
     assert job.error.type == "invalid_input"
     assert message in job.error.message
     assert w.upstream.submitted == []
-    # Notified once, through the generation workflow's Notify path (its wait wakes at once: finished).
+    # Notified once, through the generation workflow's Notify path (after its shortest wait, 1 s).
     assert w.executions(ticket.id) == [{"job_id": ticket.id, "wait_seconds": 1}]
 
 

@@ -14,10 +14,7 @@ from fluxrelay.domain.poll import PollService
 from fluxrelay.domain.push import PushOutcome, PushService
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.workflow import ResultRoute
-from tests.unit import test_service
 from tests.unit.test_service import FakeUpstream, dispatcher, lifecycle, request, settings, submitter
-
-world = test_service.world  # the same in-memory ports fixture
 
 TASK = "a" * 32  # FakeUpstream's task id
 
@@ -84,13 +81,14 @@ def test_a_check_answers_the_pending_wake_so_the_next_park_waits(world: dict[str
     assert world["workflow"].woken == []
 
 
-def test_a_park_on_a_finished_or_overdue_job_wakes_at_once(world: dict[str, Any]) -> None:
+def test_a_park_on_an_overdue_job_wakes_at_once_but_a_finished_job_waits(world: dict[str, Any]) -> None:
+    # A finished (e.g. cancelled) job may be waiting for late outputs: its wait runs its course.
     done, overdue = submitted(world), submitted(world)
     world["store"].transition(done.job_id, JobStatus.FAILED)
     world["clock"].now += timedelta(seconds=settings().job_deadline_seconds + 1)
-    assert lifecycle(world).park(done.job_id, "t-done") is True
+    assert lifecycle(world).park(done.job_id, "t-done") is False
     assert lifecycle(world).park(overdue.job_id, "t-overdue") is True
-    assert world["workflow"].woken == ["t-done", "t-overdue"]
+    assert world["workflow"].woken == ["t-overdue"]
 
 
 @pytest.mark.parametrize("case", ["finished", "other task"])

@@ -23,7 +23,15 @@ from fluxrelay.api import openapi
 from fluxrelay.api.bodies import read_bodies_as_json
 from fluxrelay.api.envelope import envelope, error_response, from_error
 from fluxrelay.api.openapi import ContractResolver
-from fluxrelay.api.routes import cancel, deliveries, history, predictions, upstream_webhooks, uploads, webhooks
+from fluxrelay.api.routes import (
+    cancel,
+    deliveries,
+    history,
+    predictions,
+    uploads,
+    upstream_webhooks,
+    webhooks,
+)
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.models.wire import Envelope, describe_errors
 from fluxrelay.observability import logger

@@ -201,8 +201,8 @@ class JobLifecycle:
     def notify_finished(self, job_id: str) -> None:
         """Report a job that ended before its workflow ran: the generation workflow on a
         finished job checks once, sees the terminal status and runs Notify (SNS + webhook with
-        its retries). Named by the job id, so it can never run twice for one job. Its wait
-        parks for a moment and is woken at once, the job being terminal."""
+        its retries). Named by the job id, so it can never run twice for one job. Its first
+        wait is the shortest a parked wait can be (1 s)."""
         self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=1))
 
     # --- the wakeable wait ----------------------------------------------------------------
@@ -219,12 +219,11 @@ class JobLifecycle:
 
     def park(self, job_id: str, token: str) -> bool:
         """Store the token of the workflow's wait; wake it at once when a check is already due
-        (asked for since the last check, the job ended, or its deadline passed). True then."""
+        (asked for since the last check, or the deadline passed). True then. A finished job's
+        wait runs its course: a cancelled job may be waiting for late outputs."""
         job = self.store.update(job_id, wake_token=token)
-        due = (
-            job.wake_requested_at is not None
-            or job.status.terminal
-            or (job.deadline_at is not None and self.clock() >= job.deadline_at)
+        due = job.wake_requested_at is not None or (
+            job.deadline_at is not None and self.clock() >= job.deadline_at
         )
         return due and self.generation.wake(token)
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fluxrelay import composition
+from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event
 from fluxrelay.api.bodies import raw_body
 from fluxrelay.api.envelope import envelope
 from fluxrelay.domain.errors import InvalidRequestError
 from fluxrelay.domain.lifecycle import PUSH_PATH
+from fluxrelay.domain.push import PushOutcome
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import Envelope
 from fluxrelay.upstream import verify_wavespeed_webhook
@@ -25,8 +27,23 @@ from fluxrelay.upstream import verify_wavespeed_webhook
 router = Router()
 
 
-@router.post(PUSH_PATH.replace("{job_id}", "<job_id>"))
-def upstream_webhook(job_id: str) -> Response[Envelope[dict[str, str]]]:
+class PushReceipt(BaseModel):
+    status: PushOutcome
+
+
+class PushReceiptEnvelope(Envelope[PushReceipt]):
+    """The envelope of a received upstream webhook."""
+
+
+@router.post(
+    PUSH_PATH.replace("{job_id}", "<job_id>"),
+    summary="Receive WaveSpeed's webhook for one of our upstream tasks",
+    description="Called by WaveSpeed, not by API clients: no API key, only WaveSpeed's `v3` signature.",
+    tags=[openapi.WEBHOOKS],
+    security=openapi.PUBLIC,
+    responses=openapi.responses(PushReceiptEnvelope, 400, 401, 404),
+)
+def upstream_webhook(job_id: str) -> Response[PushReceiptEnvelope]:
     event = http_event(router)
     c = composition.container()
     payload = verify_wavespeed_webhook(c.upstream_webhook_secret(), dict(event.headers), raw_body(event))
@@ -34,4 +51,4 @@ def upstream_webhook(job_id: str) -> Response[Envelope[dict[str, str]]]:
         task = UpstreamPrediction.model_validate(payload)
     except ValidationError:
         raise InvalidRequestError("the webhook body is not a WaveSpeed prediction") from None
-    return envelope({"status": c.push.receive(job_id, task).value})
+    return envelope(PushReceipt(status=c.push.receive(job_id, task)))
