@@ -85,8 +85,8 @@ def test_a_park_on_an_overdue_job_wakes_at_once_but_a_finished_job_waits(world: 
     # A finished (e.g. cancelled) job may be waiting for late outputs: its wait runs its course.
     done, overdue = submitted(world), submitted(world)
     world["store"].transition(done.job_id, JobStatus.FAILED)
-    world["clock"].now += timedelta(seconds=settings().job_deadline_seconds + 1)
     assert lifecycle(world).park(done.job_id, "t-done") is False
+    world["clock"].now += timedelta(seconds=settings().job_deadline_seconds + 1)
     assert lifecycle(world).park(overdue.job_id, "t-overdue") is True
     assert world["workflow"].woken == ["t-overdue"]
 
