@@ -19,9 +19,9 @@ from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
 from fluxrelay.adapters.sns import SnsNotifier
 from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
+from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
 from fluxrelay.adapters.urlguard.rules import UrlPolicy, check_url
 from fluxrelay.adapters.wavespeed import WaveSpeedClient
-from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
 from fluxrelay.adapters.webhooks import StandardWebhookSender
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.api.presenter import PredictionPresenter
