@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fluxrelay.upstream import sign_wavespeed_webhook
+from fluxrelay.adapters.wavespeed import sign_wavespeed_webhook
 from fluxrelay_local.stack import LocalStack
 from fluxrelay_local.standin import Faults
 from tests.support.stack import Api, job_item, standin_of

@@ -12,7 +12,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import cfn_yaml
 
-from fluxrelay.adapters.dynamo_jobs import ACTIVE_INDEX
+from fluxrelay.adapters.dynamo.jobs import ACTIVE_INDEX
 from fluxrelay.settings import NsfwPolicy, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel, ValidationError
 
 from fluxrelay import composition
+from fluxrelay.adapters.wavespeed import verify_wavespeed_webhook
 from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event
 from fluxrelay.api.bodies import raw_body
@@ -22,7 +23,6 @@ from fluxrelay.domain.lifecycle import PUSH_PATH
 from fluxrelay.domain.push import PushOutcome
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import Envelope
-from fluxrelay.upstream import verify_wavespeed_webhook
 
 router = Router()
 
