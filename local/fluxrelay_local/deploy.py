@@ -1,7 +1,7 @@
 """Deploy a SAM template into moto: SAM → CloudFormation offline, then moto's CloudFormation.
 
 moto's CloudFormation creates the tables, buckets, topics, queues, roles and functions, but it has
-gaps this module closes through the service APIs (see shared/LOCAL_AWS.md):
+gaps this module closes through the service APIs:
 - state machines it creates are invisible to the *executing* Step Functions backend and their
   `DefinitionSubstitutions` are ignored: each is re-created through the API under the same name
   (so the ARN the functions were given stays valid), substitutions resolved;

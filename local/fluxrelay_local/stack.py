@@ -400,7 +400,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         cfg = self.config
-        # Executing state machines is a process-wide moto switch; no env var exists (LOCAL_AWS.md).
+        # Executing state machines is a process-wide moto switch; no env var exists for it.
         self._saved_sfn_config = default_user_config.get("stepfunctions")
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         self._exits.enter_context(atomic_dynamodb_writes())

@@ -1,8 +1,8 @@
 """A faithful local stand-in for WaveSpeed's v3 API (`wavespeed-ai/flux-schnell-lora`).
 
 It speaks the same paths, envelope, statuses and webhook signatures as the real service
-(/work/shared/UPSTREAM.md, "What a faithful local stand-in must do"), so our backend and the
-official WaveSpeed SDKs can use it unchanged through their configurable base URL.
+(https://wavespeed.ai/docs), so our backend and the official WaveSpeed SDKs can use it unchanged
+through their configurable base URL.
 
     with StandIn(seconds_per_image=0.5) as upstream:      # port 0: the OS picks a free port
         client = WaveSpeedClient(upstream.url, upstream.api_key)
@@ -12,7 +12,7 @@ official WaveSpeed SDKs can use it unchanged through their configurable base URL
 
 CLI: `python -m fluxrelay_local.standin --port 3001` (Ctrl-C stops it).
 
-Choices where the real service is undocumented ([?] in UPSTREAM.md), all configurable:
+Choices where the real service is undocumented, all configurable:
 - Task status is computed lazily from timestamps (no worker threads): `created` for
   `queue_seconds` (or while a concurrency limit is full), then `processing` for
   `seconds_per_image * num_images`, then `completed` or `failed`. Only webhooks use threads.

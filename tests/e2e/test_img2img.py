@@ -2,7 +2,7 @@
 
 Everything goes through the deployed wiring: presigned PUT into (emulated) S3 → bucket
 notification → Img2ImgQueue → SQS event-source mapping → s3_trigger → upstream (the stand-in) →
-workflow → SNS + signed webhook. moto quirks this module works with (see shared/LOCAL_AWS.md):
+workflow → SNS + signed webhook. moto quirks this module works with:
 
 - SQS → Lambda runs synchronously inside the SendMessage (so inside the S3 PUT that sends it), one
   record per invocation; `ReportBatchItemFailures` is ignored (a failed invocation makes the

@@ -1,4 +1,4 @@
-"""Safe in front of paying users (issue 5), over real HTTP against the local stack (development
+"""Safe in front of paying users, over real HTTP against the local stack (development
 URL policy): idempotency, per-key limits, the SSRF guard at submit, owner isolation on every
 route, no secret in any log line, webhook secret rotation.
 

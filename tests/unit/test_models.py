@@ -439,7 +439,7 @@ UPSTREAM_EXAMPLE = """{"code":200,"message":"success","data":{
 
 
 def test_prediction_round_trips_the_upstream_example_key_for_key() -> None:
-    # Given the example from UPSTREAM.md
+    # Given the example from WaveSpeed's API reference
     upstream = json.loads(UPSTREAM_EXAMPLE)
 
     # When

@@ -61,7 +61,7 @@ WILDCARD_RESOURCE_ACTIONS = {
     # Callbacks of .waitForTaskToken service-integration tasks: the token names the execution
     "states:SendTaskSuccess",
 }
-# Parameters -> environment variables (CONTRACTS.md "Template contract", settings.py aliases).
+# Parameters -> environment variables (the template contract: settings.py aliases).
 PARAMETER_ENV = {
     "WaveSpeedBaseUrl": "WAVESPEED_BASE_URL",
     "WaveSpeedSecretName": "WAVESPEED_SECRET_NAME",

@@ -544,7 +544,7 @@ def _headers(signature: str | None = None, timestamp: int = NOW, webhook_id: str
 
 
 def test_signature_uses_the_raw_secret_minus_prefix_and_hex() -> None:
-    # Independent computation of UPSTREAM.md's scheme: key NOT base64-decoded, hex digest, v3 prefix.
+    # Independent computation of WaveSpeed's webhook signature: key NOT base64-decoded, hex, v3 prefix.
     key = b"c2VjcmV0LWtleS1mb3ItdGVzdHM="
     expected = hmac.new(key, f"msg_1.{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
     assert sign_wavespeed_webhook(SECRET, "msg_1", NOW, BODY) == f"v3,{expected}"
