@@ -107,6 +107,26 @@ class DynamoJobStore:
     def _key(job_id: str) -> dict[str, Any]:
         return {"pk": {"S": f"JOB#{job_id}"}}
 
+    def _update_if(
+        self, job_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> JobItem | None:
+        """One conditional UpdateItem: the job as written, or None when `condition` does not hold."""
+        try:
+            out = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return None
+            raise
+        return _from_item(out["Attributes"])
+
     def create(self, job: JobItem) -> None:
         item = {"pk": {"S": f"JOB#{job.job_id}"}}
         for name, value in job.model_dump(mode="json", exclude={"usage"}).items():
@@ -145,59 +165,22 @@ class DynamoJobStore:
         for i, source in enumerate(sources):
             values[f":from{i}"] = {"S": source}
             placeholders.append(f":from{i}")
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) == CONDITION_FAILED:
-                return None
-            raise
-        return _from_item(out["Attributes"])
+        return self._update_if(
+            job_id, update, f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})", names, values
+        )
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         names, values, sets = self._updates(fields)
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) == CONDITION_FAILED:
-                raise NotFoundError(f"no job {job_id}") from exc
-            raise
-        return _from_item(out["Attributes"])
+        job = self._update_if(job_id, "SET " + ", ".join(sets), "attribute_exists(pk)", names, values)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        return job
 
     def update_webhook(self, job_id: str, webhook: WebhookState, *, expected_attempts: int) -> JobItem | None:
         names, values, sets = self._updates({"webhook": webhook})
         names.update({"#hook": "webhook", "#attempts": "attempts"})
         values[":expected"] = {"N": str(expected_attempts)}
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="#hook.#attempts = :expected",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _from_item(out["Attributes"])
+        return self._update_if(job_id, "SET " + ", ".join(sets), "#hook.#attempts = :expected", names, values)
 
     def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         try:
@@ -230,21 +213,9 @@ class DynamoJobStore:
             return self.get(job_id)
         names = {f"#u{i}": _USAGE_PREFIX + name for i, name in enumerate(counters)}
         values = {f":u{i}": {"N": str(value)} for i, value in enumerate(counters.values())}
-        try:
-            out = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression="ADD " + ", ".join(f"#u{i} :u{i}" for i in range(len(counters))),
-                ConditionExpression="attribute_exists(pk)",  # never a stub item for an unknown id
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _from_item(out["Attributes"])
+        add = "ADD " + ", ".join(f"#u{i} :u{i}" for i in range(len(counters)))
+        # attribute_exists: never a stub item for an unknown id
+        return self._update_if(job_id, add, "attribute_exists(pk)", names, values)
 
     # --- the owner index ---------------------------------------------------------------
     # How many index reads one page may take when a filter skips most jobs; then the page
@@ -327,7 +298,7 @@ class DynamoJobStore:
                 ExpressionAttributeValues={":next": {"N": str(seen + 1)}, ":seen": {"N": str(seen)}},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 return False
             raise
         return True
