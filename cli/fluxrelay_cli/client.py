@@ -12,6 +12,7 @@ import httpx
 from fluxrelay_cli.target import START_HINT, ApiTarget, CliError
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
+CANCEL_PATH = "/api/v3/predictions/{job_id}/cancel"
 # Statuses after which a job never changes again (WaveSpeed's lifecycle plus our own ends).
 TERMINAL = frozenset({"completed", "failed", "timeout", "cancelled"})
 _EXTENSIONS = {"image/jpeg": "jpeg", "image/png": "png", "image/webp": "webp"}
@@ -42,6 +43,17 @@ class FluxRelayClient:
 
     def prediction(self, job_id: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/api/v3/predictions/{job_id}/result"))
+
+    def predictions(self, query: dict[str, Any]) -> dict[str, Any]:
+        """One page of the caller's jobs, newest first: `{items, next_cursor}`."""
+        return dict(self.call("GET", "/api/v3/predictions", params=query))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job; its prediction. A refusal (a finished job's 409) names the job."""
+        try:
+            return dict(self.call("POST", CANCEL_PATH.format(job_id=job_id)))
+        except CliError as exc:
+            raise CliError(f"could not cancel job {job_id}: {exc}") from None
 
     def webhook_secret(self) -> str:
         return str(self.call("GET", "/api/v3/webhook/secret")["secret"])

@@ -12,11 +12,9 @@ from typing import Any
 
 from rich.console import Console
 
-from fluxrelay_cli.client import TERMINAL, FluxRelayClient
-from fluxrelay_cli.target import CliError
+from fluxrelay_cli.client import CANCEL_PATH, TERMINAL, FluxRelayClient
 
 POLL_SECONDS = 0.5
-CANCEL_PATH = "/api/v3/predictions/{job_id}/cancel"
 
 
 def _watch(job_id: str) -> str:
@@ -66,8 +64,5 @@ def offer_cancel(client: FluxRelayClient, job_id: str, console: Console) -> None
     if answer.strip().lower() not in ("y", "yes"):
         console.print(f"left running; follow it with: {_watch(job_id)}")
         return
-    try:
-        client.call("POST", CANCEL_PATH.format(job_id=job_id))
-    except CliError as exc:
-        raise CliError(f"could not cancel job {job_id}: {exc}") from None
-    console.print(f"cancelled {job_id}")
+    prediction = client.cancel(job_id)
+    console.print(f"{job_id}  {prediction.get('status')}")

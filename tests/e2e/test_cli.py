@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fluxrelay_local.stack import LocalStack
-from tests.support.stack import Api, end_hanging_job, standin_of
+from tests.support.stack import Api, api_for, end_hanging_job, standin_of
 
 pytestmark = pytest.mark.e2e
 
@@ -233,7 +234,87 @@ def test_ctrl_c_leaves_the_job_running(stack: LocalStack, home: Path, tmp_path: 
     assert f"error: job {job_id} timeout" in watched.stderr
 
 
+def test_ctrl_c_cancels_the_job_when_asked(stack: LocalStack, home: Path) -> None:
+    running = Running("generate", "cancel me [hang]", "--size", "256*256", cwd=home)
+    job_id = running.wait_line("stderr", "processing").split()[0]
+
+    # When: Ctrl-C, then "y" to the question
+    code = running.stop(signal.SIGINT, stdin="y\n")
+
+    # Then: the job is cancelled, and the command says so
+    assert code == 130
+    assert running.wait_line("stderr", f"{job_id}  cancelled")
+    dev = Api(stack.api_url, stack.api_key)
+    assert dev.result(job_id).json()["data"]["status"] == "cancelled"
+    assert "Traceback" not in "\n".join(running.lines["stderr"])
+
+
 # --------------------------------------------------------------------------- jobs
+def test_jobs_list_filters_and_pages_through_the_owners_history(stack: LocalStack, home: Path) -> None:
+    # Given an owner of their own with three completed jobs and a failed one
+    dave = api_for(stack, "dave")
+    as_dave = {"FLUXRELAY_API_KEY": str(dave.key)}
+    prompts = ["one boat", "two boats", "three boats", "a sinking boat [fail]"]
+    ids = [dave.submit({"prompt": p, "size": "256*256"}).json()["data"]["id"] for p in prompts]
+    ended = {job_id: dave.wait_finished(job_id)["status"] for job_id in ids}
+    assert list(ended.values()) == ["completed"] * 3 + ["failed"]
+
+    def listed(*args: str) -> dict[str, Any]:
+        result = run("jobs", "list", *args, "--json", cwd=home, env=as_dave)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    # Every job, newest first, and nothing of anyone else
+    everything = listed()
+    assert [p["id"] for p in everything["items"]] == ids[::-1]
+    assert everything["next_cursor"] is None
+    # Filters
+    assert [p["id"] for p in listed("--status", "failed")["items"]] == [ids[3]]
+    assert listed("--created-after", "2999-01-01")["items"] == []
+    assert len(listed("--created-before", "2999-01-01T00:00:00Z")["items"]) == 4
+    # Pages: --limit, then --cursor from where the first page stopped; --all follows them all
+    first = listed("--limit", "3")
+    assert [p["id"] for p in first["items"]] == ids[:0:-1]
+    rest = listed("--limit", "3", "--cursor", first["next_cursor"])
+    assert [p["id"] for p in rest["items"]] == ids[:1]
+    assert [p["id"] for p in listed("--limit", "1", "--all")["items"]] == ids[::-1]
+
+    # The table names each job and its status, and says how to go on
+    table = run("jobs", "list", "--limit", "3", cwd=home, env=as_dave)
+    assert table.returncode == 0, table.stderr
+    for job_id, status in list(ended.items())[1:]:
+        assert any(job_id in line and status in line for line in table.stdout.splitlines())
+    assert ids[0] not in table.stdout
+    assert f"--cursor {first['next_cursor']}" in table.stderr
+    # Bad filters are the API's one-line 400
+    bad_status = one_line_error(run("jobs", "list", "--status", "lost", cwd=home, env=as_dave))
+    assert bad_status.startswith("error: 400: status must be one of")
+    bad_time = one_line_error(run("jobs", "list", "--created-after", "yesterday", cwd=home, env=as_dave))
+    assert bad_time.startswith("error: 400: created_after must be an ISO 8601")
+
+
+def test_jobs_cancel_prints_the_new_status_and_refuses_a_finished_job(stack: LocalStack, home: Path) -> None:
+    dev = Api(stack.api_url, stack.api_key)
+    job_id = dev.submit({"prompt": "never ends [hang]", "size": "256*256"}).json()["data"]["id"]
+
+    # When
+    cancelled = run("jobs", "cancel", job_id, cwd=home)
+
+    # Then
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.startswith(f"{job_id}  cancelled")
+    assert dev.result(job_id).json()["data"]["status"] == "cancelled"
+    # A second cancel: the job has ended, which is one line and exit code 1
+    again = run("jobs", "cancel", job_id, "--json", cwd=home)
+    assert again.returncode == 1
+    assert one_line_error(again) == (
+        f"error: could not cancel job {job_id}: 409: "
+        "the prediction has already ended: its status is cancelled"
+    )
+    assert again.stdout == ""
+    assert "404" in one_line_error(run("jobs", "cancel", "0" * 32, cwd=home))
+
+
 def test_jobs_show_and_watch_a_finished_job(stack: LocalStack, home: Path, tmp_path: Path) -> None:
     submitted = run(
         "generate", "a small boat", "--size", "256*256", "--json", "--out", str(tmp_path), cwd=home
@@ -329,7 +410,8 @@ def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tm
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["generate"], ["jobs"], ["jobs", "show"], ["jobs", "watch"], ["keys"], ["keys", "create"],
+    [[], ["generate"], ["jobs"], ["jobs", "list"], ["jobs", "show"], ["jobs", "watch"], ["jobs", "cancel"],
+     ["keys"], ["keys", "create"],
      ["keys", "revoke"], ["keys", "list"], ["receiver"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str]) -> None:
