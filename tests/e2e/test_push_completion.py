@@ -20,7 +20,7 @@ import pytest
 from fluxrelay.adapters.wavespeed import sign_wavespeed_webhook
 from fluxrelay_local.stack import LocalStack
 from fluxrelay_local.standin import Faults
-from tests.support.stack import Api, job_item, standin_of
+from tests.support.stack import Api, job_item, standin_of, wait_endings
 
 pytestmark = pytest.mark.e2e
 
@@ -51,20 +51,6 @@ def run_job(alice: Api, stack: LocalStack) -> tuple[str, dict[str, Any]]:
     item = job_item(stack, job_id)
     assert item is not None
     return job_id, item
-
-
-def wait_endings(stack: LocalStack, execution_arn: str) -> list[str]:
-    """How each WaitForResult ended, in order: TaskSucceeded (woken) or TaskTimedOut / TaskFailed."""
-    events = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
-    endings, in_wait = [], False
-    for event in events:
-        details = event.get("stateEnteredEventDetails") or {}
-        if event["type"] == "TaskStateEntered":
-            in_wait = details.get("name") == "WaitForResult"
-        elif in_wait and event["type"] in {"TaskSucceeded", "TaskTimedOut", "TaskFailed"}:
-            endings.append(event["type"])
-            in_wait = False
-    return endings
 
 
 def result_gets(standin: Any, upstream_id: str) -> int:

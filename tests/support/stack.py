@@ -258,3 +258,17 @@ def job_item(stack: LocalStack, job_id: str) -> dict[str, Any] | None:
     des = TypeDeserializer()
     data = {k: des.deserialize(v) for k, v in item.items()}
     return dict(json.loads(json.dumps(data, default=plain)))
+
+
+def wait_endings(stack: LocalStack, execution_arn: str) -> list[str]:
+    """How each WaitForResult ended, in order: TaskSucceeded (woken) or TaskTimedOut / TaskFailed."""
+    events = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+    endings, in_wait = [], False
+    for event in events:
+        details = event.get("stateEnteredEventDetails") or {}
+        if event["type"] == "TaskStateEntered":
+            in_wait = details.get("name") == "WaitForResult"
+        elif in_wait and event["type"] in {"TaskSucceeded", "TaskTimedOut", "TaskFailed"}:
+            endings.append(event["type"])
+            in_wait = False
+    return endings

@@ -95,12 +95,46 @@ def test_a_running_job_is_cancelled_on_our_side_and_its_late_images_are_discarde
     assert world["store"].get(job_id).outputs == []
 
 
+@pytest.mark.parametrize("outputs", ["discard", "keep"])
+def test_cancel_wakes_the_parked_workflow_whose_check_ends_it_and_notifies_once(
+    world: dict[str, Any], outputs: str
+) -> None:
+    # A job still queued for a slot: with either setting there is nothing to wait for.
+    world["slots"].capacity = 1
+    submitter(world, FakeUpstream()).submit("alice", request())
+    queued = submitter(world, FakeUpstream()).submit("alice", request())
+    assert lifecycle(world).park(queued.job_id, "token-1") is False  # parked for a poll interval
+
+    canceller(world, CANCELLED_OUTPUTS=outputs).cancel("alice", queued.job_id)
+
+    assert world["workflow"].woken == ["token-1"]
+    assert poll_service(world, FakeUpstream([])).check(queued.job_id).next is ResultRoute.NOTIFY
+    svc, sns, _ = notifier(world, [])
+    svc.notify(queued.job_id)
+    svc.notify(queued.job_id)
+    assert [message["job_id"] for message, _ in sns.messages] == [queued.job_id]
+
+
+def test_a_cancel_while_the_workflow_checks_makes_its_next_park_wake_at_once(world: dict[str, Any]) -> None:
+    job_id = make_job(world)  # running upstream; its workflow is between two waits
+
+    canceller(world).cancel("alice", job_id)
+
+    assert world["workflow"].woken == []
+    assert lifecycle(world).park(job_id, "token-1") is True
+    assert world["workflow"].woken == ["token-1"]
+    assert poll_service(world, FakeUpstream([])).check(job_id).next is ResultRoute.NOTIFY
+
+
 def test_with_keep_the_workflow_waits_for_the_images_and_stores_them_on_the_cancelled_job(
     world: dict[str, Any],
 ) -> None:
     keep = {"CANCELLED_OUTPUTS": "keep"}
     job_id = make_job(world)
+    lifecycle(world, **keep).park(job_id, "token-1")
     canceller(world, **keep).cancel("alice", job_id)
+    # Its parked wait runs its course: the images it waits for are not there any sooner.
+    assert world["workflow"].woken == []
     upstream = FakeUpstream([pred("processing"), pred("completed", outputs=["https://cdn/0.jpeg"])])
     poll = PollService(
         lifecycle=lifecycle(world, **keep),

@@ -29,4 +29,9 @@ class CancelService:
             # No generation workflow yet (the job was waiting for its upload): start one, which
             # sees the job has ended and notifies. A workflow started meanwhile makes this a no-op.
             self.lifecycle.notify_finished(job_id)
+        elif not self.lifecycle.awaits_late_outputs(cancelled):
+            # Its workflow may be parked for up to a poll interval: wake it, so that its check
+            # sees the end now and goes to Notify (which sends each end once). A workflow that
+            # follows the upstream task for the images the operator keeps is left waiting.
+            self.lifecycle.wake(job_id)
         return cancelled

@@ -161,6 +161,16 @@ class JobLifecycle:
             moved = self.store.update(job.job_id, error=self._cancelled(not sent))
         return moved
 
+    def awaits_late_outputs(self, job: JobItem) -> bool:
+        """A job cancelled while it ran upstream, whose images the operator keeps: its workflow
+        follows the upstream task to the end before notifying."""
+        return (
+            job.status is JobStatus.CANCELLED
+            and self.settings.cancelled_outputs is CancelledOutputs.KEEP
+            and job.upstream_id is not None
+            and not job.upstream_outputs
+        )
+
     def keep_outputs(self, job_id: str, outputs: list[OutputItem]) -> JobItem:
         """Attach the images of a cancelled job whose images the operator keeps (its status
         stays `cancelled`)."""

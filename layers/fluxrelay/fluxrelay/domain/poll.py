@@ -21,7 +21,7 @@ from fluxrelay.domain.ports import JobStore, Upstream
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
 from fluxrelay.observability import MetricName, count, logger
-from fluxrelay.settings import CancelledOutputs, Settings
+from fluxrelay.settings import Settings
 
 Clock = Callable[[], datetime]
 
@@ -39,7 +39,7 @@ class PollService:
 
     def check(self, job_id: str) -> CheckResultOutput:
         job = self.lifecycle.load(job_id)
-        late = self._awaits_late_outputs(job)
+        late = self.lifecycle.awaits_late_outputs(job)
         if job.status.terminal and not late:
             return _ended(job)  # a check of a finished job changes nothing
         self.lifecycle.checking(job)
@@ -101,16 +101,6 @@ class PollService:
                 job_id, JobStatus.PROCESSING, processing_at=now, upstream_status=result.status
             )
         return self._again(job, now)
-
-    def _awaits_late_outputs(self, job: JobItem) -> bool:
-        """A job cancelled while it ran upstream, whose images the operator keeps: the workflow
-        follows its upstream task to the end before notifying."""
-        return (
-            job.status is JobStatus.CANCELLED
-            and self.settings.cancelled_outputs is CancelledOutputs.KEEP
-            and job.upstream_id is not None
-            and not job.upstream_outputs
-        )
 
     def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckResultOutput:
         """A job waiting for an upstream slot: try to submit it now."""
