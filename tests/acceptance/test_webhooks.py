@@ -3,6 +3,8 @@ secret from `GET /api/v3/webhook/secret`; the delivery log and its replay."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -97,3 +99,68 @@ def test_another_owner_can_neither_read_nor_replay_the_delivery_log(
         assert response.status_code == 404, response.text
         assert job_id not in response.text
     assert len(deliveries_of(hooks, job_id)) == before
+
+
+def around(caller: Api, job_id: str) -> dict[str, str]:
+    """Filters of a time range that holds the job: a second either side of its creation."""
+    created = datetime.fromisoformat(caller.get(f"/api/v3/predictions/{job_id}").json()["data"]["created_at"])
+    return {
+        "created_after": (created - timedelta(seconds=1)).isoformat(),
+        "created_before": (created + timedelta(seconds=1)).isoformat(),
+    }
+
+
+def test_a_bulk_replay_resends_each_finished_job_of_the_range_once(
+    webhook_caller: Api, hooks: Hooks, secret: str, delivered: tuple[str, Delivery]
+) -> None:
+    job_id, first = delivered
+    before = len(deliveries_of(hooks, job_id))
+
+    response = webhook_caller.post(
+        "/api/v3/webhooks/redeliver", json={**around(webhook_caller, job_id), "status": "completed"}
+    )
+
+    assert response.status_code == 200, response.text
+    report = response.json()["data"]
+    (mine,) = [item for item in report["items"] if item["id"] == job_id]
+    assert (mine["outcome"], mine["status_code"], mine["error"]) == ("redelivered", 200, None)
+    assert report["matched"] == report["redelivered"] + report["failed"] + report["skipped"] >= 1
+    assert report["next_cursor"] is None
+    (again,) = deliveries_of(hooks, job_id)[before:]
+    assert again.headers["Webhook-Id"] == first.headers["Webhook-Id"]
+    assert Webhook(secret).verify(again.body, again.headers)["id"] == job_id
+    newest = webhook_caller.get(f"/api/v3/predictions/{job_id}/webhooks").json()["data"]["items"][0]
+    assert (newest["trigger"], newest["outcome"]) == ("replay", "delivered")
+
+
+def test_a_bulk_replay_never_reaches_another_owners_jobs(
+    webhook_caller: Api, bob: Caller, hooks: Hooks, delivered: tuple[str, Delivery]
+) -> None:
+    job_id, _ = delivered
+    before = len(deliveries_of(hooks, job_id))
+
+    response = bob.post("/api/v3/webhooks/redeliver", json=around(webhook_caller, job_id))
+
+    assert response.status_code == 200, response.text
+    assert job_id not in response.text
+    assert len(deliveries_of(hooks, job_id)) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"limit": 21}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"created_after": "monday"}, "created_after"),
+        ({"created_after": "2026-12-02", "created_before": "2026-12-01"}, "created_before"),
+        ({"cursor": "made-up"}, "cursor"),
+        ({"since": "2026-12-01"}, "since"),
+    ],
+)
+def test_a_bulk_replay_with_a_bad_filter_is_a_400_naming_the_field(
+    webhook_caller: Api, body: dict[str, Any], field: str
+) -> None:
+    response = webhook_caller.post("/api/v3/webhooks/redeliver", json=body)
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert message.startswith(field) or f"'{field}'" in message, message

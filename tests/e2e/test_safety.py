@@ -280,6 +280,7 @@ def test_no_route_answers_without_a_valid_key(stack: LocalStack) -> None:
         assert_envelope(caller.post("/api/v3/webhook/secret/rotate"), 401)
         assert_envelope(caller.get(f"/api/v3/predictions/{uuid.uuid4().hex}/webhooks"), 401)
         assert_envelope(caller.post(f"/api/v3/predictions/{uuid.uuid4().hex}/webhooks/redeliver"), 401)
+        assert_envelope(caller.post("/api/v3/webhooks/redeliver", json={}), 401)
         assert_envelope(
             caller.post(
                 "/api/v3/media/uploads", json={"filename": "a.png", "size": 10, "content_type": "image/png"}

@@ -100,6 +100,7 @@ ROUTES = {
     ("POST", "/api/v3/webhook/secret/rotate"): True,
     ("GET", "/api/v3/predictions/{id}/webhooks"): True,
     ("POST", "/api/v3/predictions/{id}/webhooks/redeliver"): True,
+    ("POST", "/api/v3/webhooks/redeliver"): True,
     ("POST", "/api/v3/media/uploads"): True,
     ("POST", "/api/v3/upstream/webhooks/{id}"): False,
     ("POST", "/api/v3/media/upload/binary"): True,

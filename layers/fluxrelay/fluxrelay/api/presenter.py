@@ -6,10 +6,15 @@ import base64
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from fluxrelay.domain.deliveries import message_id
+from fluxrelay.domain.deliveries import Replay, message_id
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
-from fluxrelay.models.deliveries import WebhookAttemptRecord, WebhookDeliveryLog
+from fluxrelay.models.deliveries import (
+    WebhookAttemptRecord,
+    WebhookDeliveryLog,
+    WebhookRedeliveryReport,
+    WebhookReplayRecord,
+)
 from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings, WithheldOutputs
 from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.settings import Settings
@@ -107,6 +112,22 @@ def delivery_log(job: JobItem) -> WebhookDeliveryLog:
             )
             for a in reversed(hook.log)
         ],
+    )
+
+
+def redelivery_report(replays: list[Replay], next_cursor: str | None) -> WebhookRedeliveryReport:
+    """A bulk replay's answer: each job's outcome and how many came to each."""
+    outcomes = [replay.outcome for replay in replays]
+    return WebhookRedeliveryReport(
+        matched=len(replays),
+        redelivered=outcomes.count("redelivered"),
+        failed=outcomes.count("failed"),
+        skipped=outcomes.count("skipped"),
+        items=[
+            WebhookReplayRecord(id=r.job_id, outcome=r.outcome, status_code=r.status, error=r.error)
+            for r in replays
+        ],
+        next_cursor=next_cursor,
     )
 
 

@@ -1,16 +1,18 @@
 """Webhook deliveries: one signed attempt at a time, each recorded in the job's delivery log.
 
-The workflow's Notify task and a caller's replay both deliver through `WebhookDeliverer`. Every
-attempt keeps the job's one `webhook-id` (`msg_<job id>`), so a receiver that got a delivery
-twice can tell; the timestamp and the signature are fresh each time. Two deliveries at once (the
-workflow's retry and a replay) record their attempts one after the other: each write is
-conditional on the attempt count it read, and is recomputed from the newer state if it lost.
+The workflow's Notify task and a caller's replay (of one job, or of each job of a page of their
+history) deliver through `WebhookDeliverer`. Every attempt keeps the job's one `webhook-id`
+(`msg_<job id>`), so a receiver that got a delivery twice can tell; the timestamp and the
+signature are fresh each time. Two deliveries at once (the workflow's retry and a replay) record
+their attempts one after the other: each write is conditional on the attempt count it read, and
+is recomputed from the newer state if it lost.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -96,12 +98,33 @@ class WebhookDeliverer:
         """Deliver a finished job's webhook once more, now, and record it as a replay. It does
         not schedule retries; a replay that gets 410 Gone stops the workflow's retries."""
         job = self.lifecycle.owned(owner, job_id)
-        if job.webhook is None:
-            raise JobStateError("this prediction has no webhook (submit with ?webhook=https://...)")
-        if not job.status.terminal:
-            raise JobStateError(
-                f"this prediction is {job.status.public}: its webhook is sent when it finishes"
-            )
+        refusal = replay_refusal(job)
+        if refusal is not None:
+            raise JobStateError(refusal)
+        return self._replay(job)[1]
+
+    def replay_each(self, jobs: list[JobItem]) -> list[Replay]:
+        """Replay the webhook of each of `jobs` (a page of the caller's history) that can be
+        replayed, and say for each what came of it, in the order given."""
+        refusals = {job.job_id: replay_refusal(job) for job in jobs}
+        to_send = [job for job in jobs if refusals[job.job_id] is None]
+        # Each delivery may take up to the sender's timeout: one after the other, a page of
+        # them could outlast the API's own time limit; side by side they take as long as one.
+        with ThreadPoolExecutor(max_workers=max(1, len(to_send))) as pool:
+            sent = {replay.job_id: replay for replay in pool.map(self._replay_one, to_send)}
+        return [sent.get(job.job_id) or Replay(job.job_id, "skipped", refusals[job.job_id]) for job in jobs]
+
+    def _replay_one(self, job: JobItem) -> Replay:
+        try:
+            sent, _ = self._replay(job)
+        except FluxRelayError as exc:
+            # Its attempt could not be recorded (the log kept changing): this job's replay is
+            # reported as failed; the others of the page are not lost with it.
+            return Replay(job.job_id, "failed", exc.message)
+        return Replay(job.job_id, "redelivered" if sent.ok else "failed", sent.error, sent.status)
+
+    def _replay(self, job: JobItem) -> tuple[Sent, WebhookState]:
+        assert job.webhook is not None
         now = self.clock()
         sent = self.send(job, job.webhook.url)
 
@@ -116,7 +139,27 @@ class WebhookDeliverer:
                 outcome, fields = AttemptOutcome.FAILED, {}
             return hook.with_attempt(attempt(hook, now, sent, "replay", outcome), **fields)
 
-        return self.record(job_id, change)
+        return sent, self.record(job.job_id, change)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What one job's replay in a bulk replay came to: `redelivered`, `failed` (the receiver did
+    not take it; `error` says why) or `skipped` (`error` says why it was not sent)."""
+
+    job_id: str
+    outcome: Literal["redelivered", "failed", "skipped"]
+    error: str | None = None
+    status: int | None = None
+
+
+def replay_refusal(job: JobItem) -> str | None:
+    """Why `job`'s webhook cannot be replayed, or None when it can."""
+    if job.webhook is None:
+        return "this prediction has no webhook (submit with ?webhook=https://...)"
+    if not job.status.terminal:
+        return f"this prediction is {job.status.public}: its webhook is sent when it finishes"
+    return None
 
 
 def attempt(

@@ -3,15 +3,23 @@ webhook of a time range (after a receiver's outage)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from fluxrelay import composition
 from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event, require_owner
 from fluxrelay.api.envelope import envelope
-from fluxrelay.api.presenter import delivery_log
-from fluxrelay.models.deliveries import WebhookDeliveryLogEnvelope
+from fluxrelay.api.presenter import delivery_log, redelivery_report
+from fluxrelay.models.deliveries import (
+    WebhookDeliveryLogEnvelope,
+    WebhookRedeliverRequest,
+    WebhookRedeliveryReportEnvelope,
+)
+from fluxrelay.observability import logger
 
 router = Router()
 
@@ -43,3 +51,25 @@ def redeliver_webhook(job_id: str) -> Response[WebhookDeliveryLogEnvelope]:
     c = composition.container()
     c.deliverer.replay(owner, job_id)
     return envelope(delivery_log(c.lifecycle.owned(owner, job_id)))
+
+
+@router.post(
+    "/api/v3/webhooks/redeliver",
+    summary="Send the webhooks of your predictions again, after an outage",
+    description="Replays every finished prediction of yours that matches the filters (each like "
+    "the single replay: same `webhook-id`, fresh timestamp and signature), at most `limit` per "
+    "call, newest first; pass `next_cursor` back as `cursor` for the rest.",
+    tags=[openapi.WEBHOOKS],
+    responses=openapi.responses(WebhookRedeliveryReportEnvelope, 400, 401, 415),
+)
+def redeliver_webhooks(
+    request: Annotated[WebhookRedeliverRequest, Body()],
+) -> Response[WebhookRedeliveryReportEnvelope]:
+    c = composition.container()
+    jobs, next_cursor = c.history.listing(_owner(), request)
+    report = redelivery_report(c.deliverer.replay_each(jobs), next_cursor)
+    logger.info(
+        "webhooks replayed",
+        extra={"matched": report.matched, "redelivered": report.redelivered, "failed": report.failed},
+    )
+    return envelope(report)
