@@ -26,7 +26,7 @@ err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="fluxrelay",
-    help="Generate images with fluxrelay, follow jobs, manage API keys, receive webhooks.",
+    help="Generate images with fluxrelay, follow jobs, manage API keys, receive and replay webhooks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -78,7 +78,7 @@ def root(
 
 def _register() -> None:
     # Command modules import `app`, `out`, `err` from here, so they are imported after them.
-    from fluxrelay_cli import generate, jobs, keys, receiver  # noqa: F401
+    from fluxrelay_cli import generate, jobs, keys, receiver, webhooks  # noqa: F401
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -27,7 +27,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fluxrelay_local.stack import LocalStack
-from tests.support.stack import Api, api_for, end_hanging_job, standin_of
+from tests.support.stack import Api, WebhookReceiver, api_for, end_hanging_job, standin_of
 
 pytestmark = pytest.mark.e2e
 
@@ -387,6 +387,81 @@ def test_keys_on_a_deployed_stack_find_the_table_through_cloudformation(
     assert "does not exist" in one_line_error(missing)
 
 
+# --------------------------------------------------------------------------- webhooks
+def generated(home: Path, out: Path, prompt: str, webhook: str | None = None) -> dict[str, object]:
+    hook = ["--webhook", webhook] if webhook else []
+    result = run("generate", prompt, "--size", "256*256", *hook, "--json", "--out", str(out), cwd=home)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout)["prediction"])
+
+
+def test_webhooks_log_shows_the_attempts_and_redeliver_sends_one_job_again(
+    home: Path, tmp_path: Path
+) -> None:
+    with WebhookReceiver() as hook:
+        job_id = str(generated(home, tmp_path, "a logged kite", hook.url)["id"])
+        first = hook.wait_for_job(job_id)
+
+        replayed = run("webhooks", "redeliver", job_id, cwd=home)
+        as_json = run("webhooks", "log", job_id, "--json", cwd=home)
+        table = run("webhooks", "log", job_id, cwd=home)
+
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.startswith(f"{job_id}: delivered (HTTP 200, ")
+    again = [d for d in hook.deliveries if d.json().get("id") == job_id]
+    assert len(again) == 2
+    assert again[1].headers["Webhook-Id"] == first.headers["Webhook-Id"] == f"msg_{job_id}"
+    log = json.loads(as_json.stdout)
+    assert (log["state"], log["attempts"]) == ("delivered", 2)
+    assert [(a["attempt"], a["trigger"], a["outcome"]) for a in log["items"]] == [
+        (2, "replay", "delivered"),
+        (1, "workflow", "delivered"),
+    ]
+    assert table.returncode == 0, table.stderr
+    assert f"msg_{job_id}" in table.stdout
+    assert table.stdout.count("HTTP 200") == 2
+
+
+def test_webhooks_redeliver_a_time_range_follows_the_cursor_to_the_end(home: Path, tmp_path: Path) -> None:
+    with WebhookReceiver() as hook:
+        older = generated(home, tmp_path, "a range kite, first", hook.url)
+        newer = str(generated(home, tmp_path, "a range kite, second", hook.url)["id"])
+        silent = str(generated(home, tmp_path, "a range kite without a webhook")["id"])
+        for job_id in (str(older["id"]), newer):
+            hook.wait_for_job(job_id)
+        after = ["--created-after", str(older["created_at"])]
+
+        paged = run("webhooks", "redeliver", *after, "--batch", "1", "--json", cwd=home)
+        summed = run("webhooks", "redeliver", *after, "--status", "completed", cwd=home)
+
+    assert paged.returncode == 0, paged.stderr
+    report = json.loads(paged.stdout)
+    assert [item["id"] for item in report["items"]] == [silent, newer, older["id"]]
+    assert [item["outcome"] for item in report["items"]] == ["skipped", "redelivered", "redelivered"]
+    assert (report["matched"], report["redelivered"], report["failed"], report["skipped"]) == (3, 2, 0, 1)
+    assert "going on" in paged.stderr  # one call per job: it followed the cursor
+    assert summed.returncode == 0, summed.stderr
+    assert summed.stdout.strip().endswith("3 matched: 2 redelivered, 0 failed, 1 skipped")
+    for job_id in (older["id"], newer):
+        assert len([d for d in hook.deliveries if d.json().get("id") == job_id]) == 3
+
+
+def test_webhooks_errors_are_one_line_and_a_refused_replay_exits_non_zero(home: Path, tmp_path: Path) -> None:
+    job_id = str(
+        generated(home, tmp_path, "a kite to a closed port", f"http://127.0.0.1:{free_port()}/hook")["id"]
+    )
+
+    refused = run("webhooks", "redeliver", job_id, cwd=home)
+
+    assert refused.returncode == 1
+    assert refused.stdout.startswith(f"{job_id}: failed (")
+    assert one_line_error(run("webhooks", "redeliver", "--created-after", "monday", cwd=home)).startswith(
+        "error: 400: created_after must be an ISO 8601 date"
+    )
+    assert "404" in one_line_error(run("webhooks", "log", "0" * 32, cwd=home))
+    assert "not both" in one_line_error(run("webhooks", "redeliver", job_id, "--status", "failed", cwd=home))
+
+
 # --------------------------------------------------------------------------- errors and help
 def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tmp_path: Path) -> None:
     dead = tmp_path / "dead"
@@ -412,7 +487,8 @@ def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tm
     "command",
     [[], ["generate"], ["jobs"], ["jobs", "list"], ["jobs", "show"], ["jobs", "watch"], ["jobs", "cancel"],
      ["keys"], ["keys", "create"],
-     ["keys", "revoke"], ["keys", "list"], ["receiver"]],
+     ["keys", "revoke"], ["keys", "list"], ["receiver"], ["webhooks"],
+     ["webhooks", "log"], ["webhooks", "redeliver"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str]) -> None:
     from fluxrelay_cli.app import _register, app
