@@ -42,6 +42,11 @@ def print_json(data: Any, indent: int | None = 2) -> None:
     sys.stdout.flush()
 
 
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (None = left out), as the API's filters or body fields."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 @dataclass
 class Options:
     api_url: str | None

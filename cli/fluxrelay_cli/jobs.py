@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fluxrelay_cli.app import JsonOption, Options, app, err, out, print_json
+from fluxrelay_cli.app import JsonOption, Options, app, err, given, out, print_json
 from fluxrelay_cli.generate import finish
 from fluxrelay_cli.progress import follow, offer_cancel
 
@@ -130,13 +130,7 @@ def list_jobs(
     """
     options: Options = ctx.obj
     client = options.client()
-    filters = {
-        "status": status,
-        "limit": limit,
-        "created_after": created_after,
-        "created_before": created_before,
-    }
-    query = {name: value for name, value in filters.items() if value is not None}
+    query = given(status=status, limit=limit, created_after=created_after, created_before=created_before)
     items: list[dict[str, Any]] = []
     while True:
         page = client.predictions({**query, "cursor": cursor} if cursor else query)

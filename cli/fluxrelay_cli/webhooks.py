@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fluxrelay_cli.app import JsonOption, Options, app, err, out, print_json
+from fluxrelay_cli.app import JsonOption, Options, app, err, given, out, print_json
 from fluxrelay_cli.client import FluxRelayClient
 from fluxrelay_cli.target import CliError
 
@@ -105,13 +105,7 @@ def redeliver(
     """
     options: Options = ctx.obj
     client = options.client()
-    filters = {
-        "created_after": created_after,
-        "created_before": created_before,
-        "status": status,
-        "limit": batch,
-    }
-    chosen = {name: value for name, value in filters.items() if value is not None}
+    chosen = given(created_after=created_after, created_before=created_before, status=status, limit=batch)
     if job_id is not None:
         if chosen:
             raise CliError(
