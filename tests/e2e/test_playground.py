@@ -8,21 +8,21 @@ under its own temporary folder.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from fluxrelay_local.stack import LocalStack
-from tests.support.stack import Api, standin_of
+from tests.support.stack import Api, WebhookReceiver, api_for, standin_of
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +52,10 @@ def page(browser: Browser, stack: LocalStack, tmp_path: Path) -> Iterator[Page]:
     page.set_default_timeout(TIMEOUT_MS)
     script_errors: list[str] = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
+    # No CDN: everything the page loads or calls is the API itself, or the stack's storage
+    # (presigned uploads and outputs); images given as base64 are data: URLs.
+    origins: set[str] = set()
+    page.on("request", lambda request: origins.add(origin(request)))
     page.goto(f"{stack.api_url}/playground")
     # The form is built from /openapi.json: ready once the submit button is enabled.
     expect(page.locator("#submit")).to_be_enabled()
@@ -59,6 +63,16 @@ def page(browser: Browser, stack: LocalStack, tmp_path: Path) -> Iterator[Page]:
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     context.close()
     assert script_errors == []
+    assert origins <= {origin_of(stack.api_url), origin_of(stack.aws_endpoint_url), "data:"}, origins
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+
+
+def origin(request: Request) -> str:
+    return origin_of(request.url)
 
 
 def submit_schema(stack: LocalStack) -> dict[str, Any]:
@@ -214,56 +228,95 @@ def test_a_refused_submit_shows_the_api_message(page: Page, alice: Api) -> None:
     expect(page.locator("#job-id")).to_have_text("none yet")
 
 
-def test_history_cancel_and_the_delivery_log_say_so_when_the_server_has_no_such_route(
-    page: Page, stack: LocalStack, alice: Api
-) -> None:
-    # A server without these routes answers them with the 404 envelope; the browser is made to
-    # see exactly that, whatever this server offers, and the history lists one flagged job.
-    not_found = {
-        "status": 404,
-        "content_type": "application/json",
-        "body": json.dumps({"code": 404, "message": "no such route", "data": None}),
-    }
-    done = alice.submit({"prompt": "a red square", "size": "256*256", "output_format": "png"}).json()["data"]
-    finished = alice.wait_finished(done["id"])
-    listed = {**finished, "has_nsfw_contents": [True]}
-    running = {**finished, "id": "f" * 32, "status": "processing", "outputs": [], "has_nsfw_contents": []}
+def test_history_lists_the_owners_jobs_and_opens_one_with_its_flags(page: Page, stack: LocalStack) -> None:
+    # Given an owner of their own: a flagged job, then a failed one
+    pat = api_for(stack, "pat")
+    flagged = pat.submit({"prompt": "a red square [nsfw]", "size": "256*256"}).json()["data"]["id"]
+    assert pat.wait_finished(flagged)["has_nsfw_contents"] == [True]
+    failed = pat.submit({"prompt": "a blue square [fail]", "size": "256*256"}).json()["data"]["id"]
+    assert pat.wait_finished(failed)["status"] == "failed"
 
-    def history(route: Route) -> None:
-        route.fulfill(json={"code": 200, "message": "success", "data": {"items": [running, listed]}})
-
-    page.route("**/api/v3/predictions?*", history)
-    page.route(
-        f"**/api/v3/predictions/{running['id']}",
-        lambda route: route.fulfill(json={"code": 200, "message": "success", "data": running}),
-    )
-    page.route("**/api/v3/predictions/*/cancel", lambda route: route.fulfill(**not_found))
-    page.route("**/api/v3/predictions/*/webhooks", lambda route: route.fulfill(**not_found))
-    page.fill("#api-key", str(alice.key))
+    # When the page reads the history (GET /api/v3/predictions) with their key
+    page.fill("#api-key", str(pat.key))
     page.click("#load-history")
 
-    # The listed job opens with its image blurred as flagged
-    expect(page.locator(".history-item")).to_have_count(2)
-    page.locator(".history-item").nth(1).click()
-    expect(page.locator("#job-id")).to_have_text(finished["id"])
+    # Then both are listed, newest first, with their status
+    items = page.locator(".history-item")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text(f"failed {failed}")
+    expect(items.nth(1)).to_contain_text(f"completed {flagged}")
+    # And the flagged one opens with its image blurred as flagged, and no webhook
+    items.nth(1).click()
+    expect(page.locator("#job-id")).to_have_text(flagged)
+    expect(page.locator("#job-status")).to_have_text("completed")
     displayed_images(page, 1)
     expect(page.locator(".nsfw-flag")).to_have_text("NSFW: flagged")
     expect(page.locator("#images img.nsfw")).to_have_count(1)
-    page.click("#load-webhooks")
-    expect(page.locator("#webhooks")).to_contain_text(
-        "The webhook delivery log is not available on this server (404: no such route)."
-    )
-    # A running job can be cancelled, and says so when the server cannot
-    page.locator(".history-item").nth(0).click()
+    expect(page.locator("#webhooks")).to_have_text("No webhook for this job (submit with a webhook URL).")
+    # The failed one shows its error
+    items.nth(0).click()
+    expect(page.locator("#job-status")).to_have_text("failed")
+    expect(page.locator("#job-error")).not_to_be_empty()
+
+
+def test_cancel_ends_a_running_job_and_the_history_shows_it(page: Page, stack: LocalStack) -> None:
+    quinn = api_for(stack, "quinn")
+    page.fill("#api-key", str(quinn.key))
+    page.fill("#field-prompt", "a job that never ends [hang]")
+    page.fill("#field-size-width", "256")
+    page.fill("#field-size-height", "256")
+
+    # Given a submitted job the page shows live as processing
+    page.click("#submit")
+    expect(page.locator("#job-status")).to_have_text("processing")
+    job_id = page.inner_text("#job-id")
+    expect(page.locator(".history-item")).to_contain_text([f"{job_id}"])
+
+    # When it is cancelled from the page
+    page.click("#cancel")
+
+    # Then it ends as cancelled, says what that means for billing, and cannot be cancelled again
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+    prediction = quinn.result(job_id).json()["data"]
+    assert prediction["status"] == "cancelled"
+    expect(page.locator("#job-error")).to_contain_text(prediction["error"])
+    expect(page.locator("#cancel")).to_be_disabled()
+    expect(page.locator("#job-notice")).to_be_empty()
+    expect(page.locator(".history-item").first).to_contain_text(f"cancelled {job_id}")
+    # A second cancel (another tab, say) is the API's 409, shown as it is
+    page.evaluate("document.getElementById('cancel').disabled = false")
     page.click("#cancel")
     expect(page.locator("#job-notice")).to_have_text(
-        "Cancel is not available on this server (404: no such route)."
+        "409: the prediction has already ended: its status is cancelled"
     )
-    expect(page.locator("#job-status")).to_have_text("processing")
 
-    page.unroute("**/api/v3/predictions?*")
-    page.route("**/api/v3/predictions?*", lambda route: route.fulfill(**not_found))
-    page.click("#load-history")
-    expect(page.locator("#history-message")).to_contain_text(
-        "History is not available on this server (404: no such route)."
-    )
+
+def test_the_delivery_log_shows_each_attempt_of_the_jobs_webhook(page: Page, alice: Api) -> None:
+    # A receiver that fails the first delivery: the workflow retries, the log shows both attempts.
+    with WebhookReceiver(statuses=[503]) as receiver:
+        page.fill("#api-key", str(alice.key))
+        page.fill("#field-prompt", f"a signed lighthouse {uuid.uuid4().hex[:8]}")
+        page.fill("#field-size-width", "256")
+        page.fill("#field-size-height", "256")
+        page.fill("#field-webhook", receiver.url)
+
+        page.click("#submit")
+
+        expect(page.locator("#job-status")).to_have_text("completed")
+        job_id = page.inner_text("#job-id")
+        # The page reads the log when the job ends and again while it is pending or retrying.
+        expect(page.locator("#webhook-state")).to_contain_text(
+            f"delivered to 127.0.0.1:{receiver.port} · 2 attempts"
+        )
+        expect(page.locator("#webhook-state")).to_contain_text(f"webhook-id msg_{job_id}")
+        rows = page.locator("#webhooks tbody tr")
+        expect(rows).to_have_count(2)
+        log = alice.get(f"/api/v3/predictions/{job_id}/webhooks").json()["data"]
+        assert [(a["outcome"], a["status_code"]) for a in log["items"]] == [
+            ("delivered", 200),
+            ("will_retry", 503),
+        ]
+        for row, attempt in zip(rows.all(), log["items"], strict=True):
+            expect(row).to_contain_text(attempt["outcome"])
+            expect(row).to_contain_text(str(attempt["status_code"]))
+        assert [d.json()["id"] for d in receiver.deliveries] == [job_id]

@@ -11,6 +11,9 @@ const TERMINAL = new Set(["completed", "failed", "timeout", "cancelled", "delete
 const POLL_MS = 400;
 const MAX_POLL_MS = 3000;
 const HISTORY_PAGE = 20;
+// A delivery log still pending or retrying is read again, less and less often.
+const LOG_POLL_MS = 1000;
+const MAX_LOG_POLL_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -62,9 +65,9 @@ async function api(method, path, { body, query } = {}) {
   };
 }
 
-/** The text shown when a route this page uses is not offered by this server (yet). */
-function unavailable(what, answer) {
-  return `${what} is not available on this server (${answer.status}: ${answer.message}).`;
+/** A refused call as one line: "409: the prediction has already ended: …". */
+function refusal(answer) {
+  return `${answer.status}: ${answer.message}`;
 }
 
 // ------------------------------------------------------------------ the form, from OpenAPI
@@ -320,7 +323,7 @@ async function onSubmit(event) {
     const submittedAt = performance.now();
     const answer = await api("POST", SUBMIT_PATH, { body, query });
     if (!answer.ok) {
-      error.textContent = `${answer.status}: ${answer.message}`;
+      error.textContent = refusal(answer);
       setStatus("idle");
       return;
     }
@@ -335,7 +338,8 @@ async function onSubmit(event) {
 }
 
 // ------------------------------------------------------------------ the current job
-let job = null; // {id, since, stopped, generation}
+// The job on show: `ran` = it was unfinished when shown (so its end changes the history).
+let job = null; // {id, since, ended, ran, generation, logTimer}
 let generation = 0;
 
 function setStatus(status) {
@@ -347,13 +351,13 @@ function setStatus(status) {
 /** Show `prediction` and keep polling it until it ends; `since` = when we submitted it. */
 function follow(prediction, since) {
   generation += 1;
-  job = { id: prediction.id, since, ended: null, generation };
+  job = { id: prediction.id, since, ended: null, ran: !TERMINAL.has(prediction.status), generation, logTimer: null };
   $("job-id").textContent = prediction.id;
   $("job-id").className = "";
   $("images").replaceChildren();
   $("job-error").textContent = "";
   $("job-notice").textContent = "";
-  $("webhooks").replaceChildren(el("p", { class: "muted", text: "Press refresh to read this job's webhook deliveries." }));
+  $("webhooks").replaceChildren(el("p", { class: "muted", text: "Read when the job ends (or press refresh)." }));
   $("load-webhooks").disabled = false;
   render(prediction);
   if (!TERMINAL.has(prediction.status)) poll(job.generation, POLL_MS);
@@ -371,7 +375,7 @@ async function poll(mine, wait) {
     return;
   }
   if (answer.status === 401 || answer.status === 404) {
-    $("job-error").textContent = `${answer.status}: ${answer.message}`;
+    $("job-error").textContent = refusal(answer);
     return;
   }
   // 429, 5xx, network: keep trying, more slowly
@@ -392,7 +396,12 @@ function tick() {
 
 function render(prediction) {
   const ended = TERMINAL.has(prediction.status);
-  if (ended && !job.ended) job.ended = performance.now();
+  if (ended && !job.ended) {
+    job.ended = performance.now();
+    // Its webhook goes out now; a job seen running has a new status for the history.
+    loadWebhooks();
+    if (job.ran) loadHistory();
+  }
   setStatus(prediction.status);
   $("cancel").disabled = ended;
   const problems = [prediction.error, prediction.error_type && `(${prediction.error_type})`].filter(Boolean);
@@ -447,40 +456,71 @@ async function onCancel() {
     if (answer.data && answer.data.id === job.id) render(answer.data);
     return;
   }
-  $("job-notice").textContent = answer.status === 404 ? unavailable("Cancel", answer) : `${answer.status}: ${answer.message}`;
-  $("cancel").disabled = false;
+  $("job-notice").textContent = refusal(answer);
+  // 409: the job has ended meanwhile (the next poll shows how); anything else may be retried.
+  $("cancel").disabled = answer.status === 409;
 }
 
 // ------------------------------------------------------------------ webhook delivery log
-/** A list answer as rows: `data` itself, or its `items`/`deliveries`/`attempts`. */
-function rowsOf(data) {
-  if (Array.isArray(data)) return data;
-  for (const key of ["items", "deliveries", "attempts"]) if (data && Array.isArray(data[key])) return data[key];
-  return [];
+/** "2026-12-01T18:15:06.715313Z" as "18:15:06" (the full time is the cell's tooltip). */
+function clock(iso) {
+  return iso ? String(iso).slice(11, 19) : "";
 }
 
-function table(rows) {
-  const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
-  const cell = (value) => (value === null || value === undefined ? "" : typeof value === "object" ? JSON.stringify(value) : String(value));
+// One row per attempt, newest first; the receiver's host is in the summary line above.
+const ATTEMPT_COLUMNS = [
+  ["#", (a) => String(a.attempt)],
+  ["at", (a) => clock(a.at), (a) => a.at],
+  ["trigger", (a) => a.trigger],
+  ["answer", (a) => (a.status_code ? `HTTP ${a.status_code}` : "none")],
+  ["error", (a) => a.error || ""],
+  ["latency", (a) => `${a.latency_ms} ms`],
+  ["outcome", (a) => a.outcome],
+  ["next try", (a) => clock(a.next_retry_at), (a) => a.next_retry_at],
+];
+
+function attemptsTable(attempts) {
+  const cell = ([, text, title], attempt) => el("td", { text: text(attempt), title: title ? title(attempt) || undefined : undefined });
   return el(
     "table",
     { class: "log" },
-    el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { text: c })))),
-    el("tbody", {}, ...rows.map((row) => el("tr", {}, ...columns.map((c) => el("td", { text: cell(row[c]) }))))),
+    el("thead", {}, el("tr", {}, ...ATTEMPT_COLUMNS.map(([name]) => el("th", { text: name })))),
+    el("tbody", {}, ...attempts.map((attempt) => el("tr", {}, ...ATTEMPT_COLUMNS.map((column) => cell(column, attempt))))),
   );
 }
 
-async function loadWebhooks() {
+/** The delivery's state in one line: "delivered to hooks.example.com · 2 attempts · msg_…". */
+function deliverySummary(log) {
+  const parts = [`${log.state}${log.url_host ? ` to ${log.url_host}` : ""}`];
+  parts.push(`${log.attempts} attempt${log.attempts === 1 ? "" : "s"}`);
+  if (log.next_retry_at) parts.push(`next try ${log.next_retry_at}`);
+  if (log.gave_up_reason) parts.push(`gave up: ${log.gave_up_reason}`);
+  if (log.webhook_id) parts.push(`webhook-id ${log.webhook_id}`);
+  return el("p", { id: "webhook-state", class: `delivery-${log.state}`, text: parts.join(" · ") });
+}
+
+/** Read the current job's delivery log; while it is pending or retrying, read it again later. */
+async function loadWebhooks(wait = LOG_POLL_MS) {
   if (!job) return;
+  const mine = job.generation;
   const box = $("webhooks");
   const answer = await api("GET", `/api/v3/predictions/${job.id}/webhooks`);
+  if (!job || job.generation !== mine) return;
   if (!answer.ok) {
-    const text = answer.status === 404 ? unavailable("The webhook delivery log", answer) : `${answer.status}: ${answer.message}`;
-    box.replaceChildren(el("p", { class: "error", text }));
+    box.replaceChildren(el("p", { class: "error", text: refusal(answer) }));
     return;
   }
-  const rows = rowsOf(answer.data);
-  box.replaceChildren(rows.length ? table(rows) : el("p", { class: "muted", text: "No delivery yet (no webhook URL, or the job has not ended)." }));
+  const log = answer.data || {};
+  if (log.state === "none") {
+    box.replaceChildren(el("p", { class: "muted", text: "No webhook for this job (submit with a webhook URL)." }));
+    return;
+  }
+  const attempts = log.items || [];
+  box.replaceChildren(deliverySummary(log), attempts.length ? attemptsTable(attempts) : el("p", { class: "muted", text: "No attempt yet." }));
+  if (log.state === "pending" || log.state === "retrying") {
+    clearTimeout(job.logTimer);
+    job.logTimer = setTimeout(() => job && job.generation === mine && loadWebhooks(Math.min(wait * 2, MAX_LOG_POLL_MS)), wait);
+  }
 }
 
 // ------------------------------------------------------------------ history
@@ -497,11 +537,11 @@ async function loadHistory(more = false) {
   const list = $("history");
   if (!answer.ok) {
     if (!more) list.replaceChildren();
-    $("history-message").textContent = answer.status === 404 ? unavailable("History", answer) : `${answer.status}: ${answer.message}`;
+    $("history-message").textContent = refusal(answer);
     $("history-more").hidden = true;
     return;
   }
-  const items = rowsOf(answer.data);
+  const items = (answer.data && answer.data.items) || [];
   if (!more) list.replaceChildren();
   for (const prediction of items) {
     list.append(
@@ -518,7 +558,7 @@ async function loadHistory(more = false) {
       ),
     );
   }
-  cursor = (answer.data && (answer.data.next_cursor || answer.data.cursor)) || null;
+  cursor = (answer.data && answer.data.next_cursor) || null;
   $("history-more").hidden = !cursor;
   $("history-message").textContent = list.children.length ? "" : "No jobs yet.";
 }
@@ -537,7 +577,7 @@ function start() {
   $("submit-form").addEventListener("submit", onSubmit);
   $("add-lora").addEventListener("click", loraRow);
   $("cancel").addEventListener("click", onCancel);
-  $("load-webhooks").addEventListener("click", loadWebhooks);
+  $("load-webhooks").addEventListener("click", () => loadWebhooks());
   $("load-history").addEventListener("click", () => loadHistory());
   $("history-more").addEventListener("click", () => loadHistory(true));
   buildForm();
