@@ -109,3 +109,8 @@ def _job_id(delivery: Delivery) -> str | None:
         return str(delivery.json()["id"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+if __name__ == "__main__":
+    # This module is the tests' and the benchmark's receiver; people run the command.
+    raise SystemExit("fluxrelay_local.receiver is a library: run `fluxrelay receiver --port 8000` instead")

@@ -483,6 +483,18 @@ def test_errors_are_one_line_and_exit_non_zero(stack: LocalStack, home: Path, tm
     assert "FLUXRELAY_API_KEY" in one_line_error(no_key)
 
 
+def test_the_old_receiver_module_points_to_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fluxrelay_local.receiver"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("run `fluxrelay receiver --port 8000` instead")
+
+
 @pytest.mark.parametrize(
     "command",
     [[], ["generate"], ["jobs"], ["jobs", "list"], ["jobs", "show"], ["jobs", "watch"], ["jobs", "cancel"],
