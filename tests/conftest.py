@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from fluxrelay_local.stack import LocalStack
-from tests.support.stack import Api, api_for, start_stack
+from fluxrelay_local.standin import StandIn
+from tests.support.stack import Api, api_for, standin_of, start_stack
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +40,11 @@ def alice(stack: LocalStack) -> Api:
 @pytest.fixture(scope="module")
 def bob(stack: LocalStack) -> Api:
     return api_for(stack, "bob")
+
+
+@pytest.fixture
+def standin(stack: LocalStack) -> Iterator[StandIn]:
+    """The stack's WaveSpeed stand-in, with its faults cleared again after the test."""
+    upstream = standin_of(stack)
+    yield upstream
+    upstream.clear_faults()

@@ -244,10 +244,10 @@ def own_stack(args: argparse.Namespace, writes: DynamoWriteCounter) -> Iterator[
                 region=stack.config.region,
                 table=stack.table,
                 state_machine_arn=stack.state_machine_arn,
-                standin=stack._standin,
+                standin=stack.standin,
                 runner=stack.runner,
                 standin_queue_seconds=args.queue_seconds,
-                upstream_key=stack._standin_key or "",
+                upstream_key=stack.standin.api_key if stack.standin else "",
                 notes=[
                     "own stack: real-time waits; parameters "
                     + ", ".join(f"{k}={v}" for k, v in parameters.items())

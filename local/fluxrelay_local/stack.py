@@ -15,125 +15,36 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
-import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxrelay_local.apigw import HttpApiEmulator, routes_from_template
+from fluxrelay_local.config import (
+    FAKE_CREDENTIALS,
+    REAL_WAVESPEED_URL,
+    LocalStackError,
+    StackConfig,
+    check_ports,
+    signals_deferred,
+)
 from fluxrelay_local.deploy import DeployedStack, deploy_template
 from fluxrelay_local.lambdas import LambdaRunner, function_env
 from fluxrelay_local.moto_patches import atomic_dynamodb_writes, scaled_time
 from fluxrelay_local.persistence import Execution, Snapshot, StateStore
+from fluxrelay_local.resources import StackResources
+
+if TYPE_CHECKING:
+    from fluxrelay_local.standin import StandIn
 
 LOG = logging.getLogger(__name__)
-# An API Gateway endpoint in an output, e.g. https://${HttpApi}.execute-api.us-east-1.amazonaws.com
-_API_ENDPOINT = re.compile(r"https://\$\{\w+\}\.execute-api\.[^/]*/?")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REAL_WAVESPEED_URL = "https://api.wavespeed.ai"
-# The variable that sets each port, named in the error when a port is taken.
-PORT_VARIABLES = {"api_port": "API_PORT", "upstream_port": "UPSTREAM_PORT", "aws_port": "AWS_PORT"}
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-
-
-@dataclass
-class StackConfig:
-    """How to run the local stack. Ports 0 pick free ports (what tests use)."""
-
-    api_port: int = 3000
-    upstream_port: int = 3001
-    aws_port: int = 4566
-    host: str = "127.0.0.1"
-    template: Path = field(default_factory=lambda: REPO_ROOT / "template.yaml")
-    stack_name: str = "fluxrelay-local"
-    parameter_overrides: dict[str, str] = field(default_factory=dict)
-    region: str = "us-east-1"
-    state_dir: Path = field(default_factory=lambda: Path(".local"))
-    # A real WaveSpeed key: use https://api.wavespeed.ai and no stand-in.
-    wavespeed_api_key: str | None = None
-    # "development" lets handlers fetch/post http:// on loopback (local webhooks, the stand-in).
-    url_policy: str = "development"
-    # Start the WaveSpeed stand-in (ignored with a real key). Harness tests of templates that
-    # never call upstream turn it off.
-    standin: bool = True
-    # Passed through to StandIn(...), e.g. {"seconds_per_image": 0.05}.
-    standin_options: dict[str, Any] = field(default_factory=dict)
-    # Multiplies every Step Functions Wait and Retry interval (1.0 = real time; tests use ~0.001).
-    time_scale: float = 1.0
-    integration_timeout: float = 30.0
-    dev_key_owner: str = "dev"
-    write_state_file: bool = True
-    # Save the data to state_dir/state when the stack stops and put it back when it starts.
-    persist: bool = True
-    # Every function with a Schedule event (the sweeper) runs this often, as EventBridge would
-    # run it on AWS; 0 = never (tests invoke it themselves).
-    schedule_seconds: float = 60.0
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> StackConfig:
-        """The CLI's config: API_PORT, UPSTREAM_PORT, AWS_PORT, WAVESPEED_API_KEY, FLUXRELAY_URL_POLICY,
-        NSFW_POLICY (the template's NsfwPolicy)."""
-        env = dict(os.environ if env is None else env)
-        config = cls(**kwargs)
-        for attr, name in PORT_VARIABLES.items():
-            if env.get(name):
-                try:
-                    setattr(config, attr, int(env[name]))
-                except ValueError:
-                    raise LocalStackError(f"{name} must be a port number, not {env[name]!r}") from None
-        if env.get("WAVESPEED_API_KEY"):
-            config.wavespeed_api_key = env["WAVESPEED_API_KEY"]
-        if env.get("FLUXRELAY_URL_POLICY"):
-            config.url_policy = env["FLUXRELAY_URL_POLICY"]
-        if env.get("NSFW_POLICY"):
-            config.parameter_overrides["NsfwPolicy"] = env["NSFW_POLICY"]
-        return config
-
-
-class LocalStackError(RuntimeError):
-    pass
-
-
-class PortInUseError(LocalStackError):
-    """A configured port is taken; the message names the port and the variable that sets it."""
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGTERM/SIGINT back while a server starts, then deliver them.
-
-    A server interrupted between binding its socket and starting its serving thread can never be
-    shut down (socketserver's shutdown() waits for a loop that never ran), so a signal there would
-    hang the stop that follows. Outside the main thread (where handlers cannot be set) this does
-    nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    watched = (signal.SIGTERM, signal.SIGINT)
-    saved = {signum: signal.signal(signum, lambda got, _: pending.append(got)) for signum in watched}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-        for held in dict.fromkeys(pending):
-            signal.raise_signal(held)
+# Names importers take from here: the stack's configuration lives beside it.
+__all__ = ["FAKE_CREDENTIALS", "LocalStack", "LocalStackError", "StackConfig"]
 
 
 class LocalStack:
@@ -160,8 +71,7 @@ class LocalStack:
         self.info: dict[str, Any] = {}
         self._moto: Any = None
         self._exits = ExitStack()  # moto patches undone at stop()
-        self._standin: Any = None
-        self._standin_key: str | None = None
+        self._standin: StandIn | None = None
         self._saved_sfn_config: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._state = StateStore(self.config.state_dir / "state")
@@ -198,7 +108,7 @@ class LocalStack:
 
     def _start(self) -> None:
         cfg = self.config
-        self._check_ports()
+        check_ports(cfg)
         self._start_moto()
         self._start_upstream()
         overrides: dict[str, str] = {}
@@ -247,7 +157,7 @@ class LocalStack:
             self.api = None
         if self._moto is not None:
             # Before the functions go: running executions would call them on a dead stack.
-            running = self._stop_executions()
+            running = self.stop_executions()
             if self._ready and self.config.persist:
                 self._save(running)
         self._ready = False
@@ -280,9 +190,9 @@ class LocalStack:
             if LocalStack._active is self:
                 LocalStack._active = None
 
-    def _stop_executions(self) -> list[Execution]:
+    def stop_executions(self) -> list[Execution]:
         """Stop every running execution (their threads would go on calling a dead stack) and
-        return what is needed to start them again."""
+        return what is needed to start them again. `stop()` does this before it saves."""
         stopped: list[Execution] = []
         if self.deployed is None:
             return stopped
@@ -341,30 +251,6 @@ class LocalStack:
         return self.config.state_dir / "stack.json"
 
     # --- pieces -----------------------------------------------------------------------------------
-    def _check_ports(self) -> None:
-        """Fail at once, naming the port and its variable, when a configured port is taken (the
-        servers would otherwise fail in their own threads, leaving start-up waiting forever)."""
-        cfg = self.config
-        uses_standin = cfg.standin and not cfg.wavespeed_api_key
-        seen: dict[int, str] = {}
-        for attr, variable in PORT_VARIABLES.items():
-            port = getattr(cfg, attr)
-            if not port or (attr == "upstream_port" and not uses_standin):
-                continue
-            if port in seen:
-                raise PortInUseError(f"{variable} and {seen[port]} are both {port}: give each its own port")
-            seen[port] = variable
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                # As the servers bind: a port left in TIME_WAIT is free, a listening one is not.
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind((cfg.host, port))
-                except OSError:
-                    raise PortInUseError(
-                        f"port {port} is in use ({variable}): stop what listens there, "
-                        f"or choose another port, e.g. {variable}={port + 100} make run"
-                    ) from None
-
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
@@ -425,8 +311,14 @@ class LocalStack:
                 del os.environ[var]
 
     @property
+    def standin(self) -> StandIn | None:
+        """The in-process WaveSpeed stand-in (None with a real key, or when turned off): its
+        faults, recorded traffic and tasks."""
+        return self._standin
+
+    @property
     def _upstream_key(self) -> str | None:
-        return self.config.wavespeed_api_key or self._standin_key
+        return self.config.wavespeed_api_key or (self._standin.api_key if self._standin else None)
 
     def _start_upstream(self) -> None:
         cfg = self.config
@@ -437,14 +329,11 @@ class LocalStack:
             return
         from fluxrelay_local.standin import StandIn
 
-        self._standin_key = "standin_" + secrets.token_urlsafe(24)
-        port = cfg.upstream_port
+        key = "standin_" + secrets.token_urlsafe(24)
         with signals_deferred():
-            self._standin = StandIn(
-                host=cfg.host, port=port, api_key=self._standin_key, **cfg.standin_options
-            )
+            self._standin = StandIn(host=cfg.host, port=cfg.upstream_port, api_key=key, **cfg.standin_options)
             self._standin.start()
-        self.upstream_url = str(self._standin.url).rstrip("/")
+        self.upstream_url = self._standin.url.rstrip("/")
 
     def _declared_parameters(self) -> set[str]:
         from fluxrelay_local.deploy import load_template
@@ -459,14 +348,7 @@ class LocalStack:
 
     def _start_schedules(self) -> None:
         assert self.deployed is not None
-        scheduled = [
-            logical_id
-            for logical_id, resource in self.deployed.sam_template.get("Resources", {}).items()
-            if resource.get("Type") == "AWS::Serverless::Function"
-            and any(
-                e.get("Type") == "Schedule" for e in (resource["Properties"].get("Events") or {}).values()
-            )
-        ]
+        scheduled = self.resources.scheduled_functions()
         if not scheduled or self.config.schedule_seconds <= 0:
             return
         stopped = threading.Event()
@@ -519,108 +401,51 @@ class LocalStack:
         self.api_key, _ = store.create(self.config.dev_key_owner)
 
     # --- what tests and the CLI read --------------------------------------------------------------
-    def _pick(self, output: str, resource_type: str) -> str:
-        """The template's named Output if it has one, else the only resource of the type."""
-        assert self.deployed is not None
-        if self.deployed.outputs.get(output):
-            return self.deployed.outputs[output]
-        found = sorted(self.deployed.physical_ids(resource_type).values())
-        return found[0] if len(found) == 1 else ""
+    @property
+    def resources(self) -> StackResources:
+        if self.deployed is None:
+            raise LocalStackError("the stack is not started")
+        return StackResources(self.deployed, self.config.region)
 
     @property
     def table(self) -> str:
-        return self._pick("TableName", "AWS::DynamoDB::Table")
+        return self.resources.table
 
     @property
     def bucket(self) -> str:
-        return self._pick("BucketName", "AWS::S3::Bucket")
+        return self.resources.bucket
 
     @property
     def topic_arn(self) -> str:
-        return self._pick("TopicArn", "AWS::SNS::Topic")
+        return self.resources.topic_arn
 
     @property
     def state_machine_arn(self) -> str:
-        """The workflow the API starts: the StateMachineArn output, else the functions'
-        STATE_MACHINE_ARN, else the only state machine."""
-        assert self.deployed is not None
-        if self.deployed.outputs.get("StateMachineArn"):
-            return self.deployed.outputs["StateMachineArn"]
-        configured = {
-            f.environment["STATE_MACHINE_ARN"]
-            for f in self.deployed.functions.values()
-            if f.environment.get("STATE_MACHINE_ARN")
-        }
-        if len(configured) == 1:
-            return configured.pop()
-        arns = sorted(self.deployed.state_machines.values())
-        return arns[0] if len(arns) == 1 else ""
+        return self.resources.state_machine_arn
 
     @property
     def functions(self) -> dict[str, str]:
         """Logical id → deployed function name."""
-        assert self.deployed is not None
-        return {lid: fn.name for lid, fn in self.deployed.functions.items()}
+        return self.resources.functions
 
-    def _queues(self) -> tuple[str, str]:
-        """(the queue an event-source mapping reads, i.e. img2img; its dead-letter queue)."""
-        import boto3
-
-        assert self.deployed is not None
-        lam = boto3.client("lambda", region_name=self.config.region)
-        sqs = boto3.client("sqs", region_name=self.config.region)
-        queue_urls = self.deployed.physical_ids("AWS::SQS::Queue").values()
-        by_arn = {
-            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]: url
-            for url in queue_urls
-        }
-        sources = [
-            m["EventSourceArn"]
-            for m in lam.list_event_source_mappings().get("EventSourceMappings", [])
-            if m.get("EventSourceArn") in by_arn
-        ]
-        if len(sources) != 1:
-            return "", ""
-        main_url = by_arn[sources[0]]
-        redrive = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["RedrivePolicy"])
-        dlq_arn = json.loads(redrive.get("Attributes", {}).get("RedrivePolicy", "{}")).get(
-            "deadLetterTargetArn", ""
-        )
-        return main_url, by_arn.get(dlq_arn, "")
-
-    def _outputs(self) -> dict[str, str]:
-        """The stack's outputs; one naming an HTTP API's endpoint is this emulator's URL (moto's
-        CloudFormation does not create the API, so it leaves `https://${HttpApi}.execute-api...`)."""
-        assert self.deployed is not None
-        return {
-            name: self.api_url if _API_ENDPOINT.fullmatch(value) else value
-            for name, value in self.deployed.outputs.items()
-        }
+    @property
+    def _upstream_kind(self) -> str:
+        if self.config.wavespeed_api_key:
+            return "wavespeed"
+        return "standin" if self._standin else "none"
 
     def _describe(self) -> dict[str, Any]:
-        assert self.deployed is not None
-        img2img_queue_url, dlq_url = self._queues()
         return {
-            "api_url": self.api_url,
-            "api_key": self.api_key,
-            "aws_endpoint_url": self.aws_endpoint_url,
-            "region": self.config.region,
-            "stack_name": self.config.stack_name,
-            "bucket": self.bucket,
-            "table": self.table,
-            "topic_arn": self.topic_arn,
-            "state_machine_arn": self.state_machine_arn,
-            "state_machines": dict(self.deployed.state_machines),
-            "upstream_url": self.upstream_url,
-            "upstream": "wavespeed"
-            if self.config.wavespeed_api_key
-            else ("standin" if self._standin else "none"),
-            "img2img_queue_url": img2img_queue_url,
-            "dlq_url": dlq_url,
-            "functions": self.functions,
-            "wavespeed_secret_name": self.deployed.secret_name or "",
+            **self.resources.describe(
+                api_url=self.api_url,
+                api_key=self.api_key,
+                aws_endpoint_url=self.aws_endpoint_url,
+                region=self.config.region,
+                stack_name=self.config.stack_name,
+                upstream_url=self.upstream_url,
+                upstream=self._upstream_kind,
+            ),
             "url_policy": self.config.url_policy,
-            "outputs": self._outputs(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 

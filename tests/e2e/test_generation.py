@@ -12,7 +12,6 @@ import base64
 import io
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,7 +20,6 @@ from PIL import Image, ImageChops, ImageStat
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fluxrelay_local.stack import LocalStack
-from fluxrelay_local.standin import Faults, _ApiError
 from tests.support.stack import (
     Api,
     WebhookReceiver,
@@ -30,7 +28,6 @@ from tests.support.stack import (
     settings_env,
     sns_events_for,
     sns_queue,
-    standin_of,
     wait_for,
 )
 
@@ -48,14 +45,6 @@ MASK_URL = "https://images.example.com/source/cat-mask.png"
 # --------------------------------------------------------------------------- helpers
 def tag() -> str:
     return f"m{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def standin(stack: LocalStack) -> Iterator[Any]:
-    """The stand-in, with its faults cleared again after the test."""
-    upstream = standin_of(stack)
-    yield upstream
-    upstream.faults = Faults()
 
 
 def submissions(standin: Any, marker: str) -> list[dict[str, Any]]:
@@ -431,18 +420,11 @@ def test_missing_or_bad_key_is_a_401_envelope(
 
 # --------------------------------------------------------------------------- submit failures
 def test_upstream_rejecting_the_submit_is_a_4xx_with_its_reason_and_a_failed_job(
-    stack: LocalStack, alice: Api, standin: Any, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, alice: Api, standin: Any
 ) -> None:
     marker = tag()
     reason = "lora not found: alvdansen/frosting_lane_flux"
-    validate = standin._validate
-
-    def reject_tagged(body: dict[str, Any]) -> dict[str, Any]:
-        if marker in str(body.get("prompt")):
-            raise _ApiError(422, reason)
-        return validate(body)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(standin, "_validate", reject_tagged)
+    standin.set_faults(submit_reject_marker=marker, submit_reject_status=422, submit_reject_message=reason)
 
     response = alice.submit({"prompt": f"rejected {marker}", "loras": LORAS[:1]})
 

@@ -32,8 +32,9 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from fluxrelay.domain.uploads import drop_job_id
-from fluxrelay_local.stack import FAKE_CREDENTIALS, REPO_ROOT, LocalStack
-from tests.support.stack import Api, WebhookReceiver, api_for, sns_queue, wait_for
+from fluxrelay_local.config import FAKE_CREDENTIALS, REPO_ROOT
+from fluxrelay_local.stack import LocalStack
+from tests.support.stack import Api, WebhookReceiver, api_for, sns_queue, standin_of, wait_for
 
 BURST = 12
 UPSTREAM_CAP = 2
@@ -593,7 +594,7 @@ def test_a_burst_of_uploads_never_exceeds_the_upstream_cap(stack: LocalStack, al
     photos = [image_bytes("PNG", colour=(n * 20, 0, 0)) for n in range(BURST)]
     # Upstream tasks long enough (0.5 s) to outlast a job's own overhead on this one-process stack:
     # without the cap, twelve concurrent PUTs would overlap far beyond 2 at the stand-in.
-    standin = stack._standin
+    standin = standin_of(stack)
     saved_duration, standin.seconds_per_image = standin.seconds_per_image, 0.5
     try:
         with ThreadPoolExecutor(max_workers=BURST) as pool:
@@ -614,9 +615,7 @@ def test_a_burst_of_uploads_never_exceeds_the_upstream_cap(stack: LocalStack, al
         [sent] = submissions_for(stack, key)
         task_ids.append(sent["id"])
     # The stand-in's own task records: a task is upstream from its submit until it ends.
-    with standin._cond:
-        tasks = [standin._tasks[task_id] for task_id in task_ids]
-        windows = [(t.ready_at - standin.queue_seconds, t.ends_at) for t in tasks]
+    windows = [(task.submitted_at, task.ends_at) for task in map(standin.task, task_ids)]
     assert all(end is not None for _, end in windows)
     assert _peak_overlap(windows) == UPSTREAM_CAP  # type: ignore[arg-type]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,8 +18,7 @@ import pytest
 
 from fluxrelay.adapters.wavespeed import sign_wavespeed_webhook
 from fluxrelay_local.stack import LocalStack
-from fluxrelay_local.standin import Faults
-from tests.support.stack import Api, job_item, standin_of, wait_endings
+from tests.support.stack import Api, job_item, wait_endings
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +31,6 @@ def stack_options() -> dict[str, Any]:
         "parameters": {"ExpectedSecondsPerImage": "300", "PollIntervalSeconds": "300"},
         "time_scale": 0.01,
     }
-
-
-@pytest.fixture
-def standin(stack: LocalStack) -> Iterator[Any]:
-    upstream = standin_of(stack)
-    yield upstream
-    upstream.faults = Faults()
 
 
 def run_job(alice: Api, stack: LocalStack) -> tuple[str, dict[str, Any]]:

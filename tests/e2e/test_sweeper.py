@@ -20,7 +20,6 @@ from fluxrelay.composition import container
 from fluxrelay.domain.jobs import JobItem, JobStatus
 from fluxrelay.models.wire import GenerationRequest
 from fluxrelay_local.stack import LocalStack
-from fluxrelay_local.standin import Faults
 from tests.support.stack import (
     Api,
     WebhookReceiver,
@@ -28,7 +27,6 @@ from tests.support.stack import (
     settings_env,
     sns_events_for,
     sns_queue,
-    standin_of,
     wait_for,
 )
 
@@ -51,13 +49,6 @@ def drain(stack: LocalStack) -> Iterator[Callable[[], list[dict[str, Any]]]]:
 def no_grace() -> Iterator[None]:
     with settings_env(SWEEP_GRACE_SECONDS="0"):
         yield
-
-
-@pytest.fixture
-def standin(stack: LocalStack) -> Iterator[Any]:
-    upstream = standin_of(stack)
-    yield upstream
-    upstream.faults = Faults()
 
 
 def request() -> GenerationRequest:
@@ -144,7 +135,7 @@ def test_a_job_whose_execution_was_stopped_is_resumed(
         if how == "aborted":
             sfn.stop_execution(executionArn=arn, cause="aborted by an operator")
         else:
-            stack._stop_executions()  # what LocalStack.stop() does to every running execution
+            stack.stop_executions()  # what LocalStack.stop() does to every running execution
         assert stack.wait_for_execution(arn)["status"] == "ABORTED"
         assert sweep(stack)["resumed"] >= 1
         assert_ended_once(stack, receiver, drain, job_id)

@@ -16,6 +16,7 @@ import httpx
 from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
 from fluxrelay_local.receiver import Delivery, WebhookReceiver  # noqa: F401 - re-exported for tests
 from fluxrelay_local.stack import LocalStack, StackConfig
+from fluxrelay_local.standin import StandIn
 
 T = TypeVar("T")
 
@@ -178,10 +179,10 @@ def topic_queue(
 
 
 # --------------------------------------------------------------------------- generation helpers
-def standin_of(stack: LocalStack) -> Any:
+def standin_of(stack: LocalStack) -> StandIn:
     """The stack's in-process WaveSpeed stand-in (`fluxrelay_local.standin.StandIn`): its `faults`,
-    `received` and `submissions`. LocalStack has no public accessor; keep the private access here."""
-    standin = stack._standin
+    `received`, `submissions` and tasks; an error when the stack runs without it."""
+    standin = stack.standin
     if standin is None:
         raise AssertionError("this stack runs without the WaveSpeed stand-in")
     return standin

@@ -283,6 +283,39 @@ def test_fault_submit_429_with_and_without_retry_after(standin: StandIn, http: h
     assert len(standin.submissions) == 1
 
 
+def test_fault_submit_rejection_refuses_only_prompts_with_its_marker(
+    standin: StandIn, http: httpx.Client
+) -> None:
+    standin.set_faults(submit_reject_marker="[refuse]", submit_reject_message="lora not found: a/b")
+    refused = http.post(SUBMIT, json={"prompt": "please [refuse] me"}, headers=AUTH)
+    accepted = http.post(SUBMIT, json={"prompt": "fine"}, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json() == {"code": 422, "message": "lora not found: a/b", "data": None}
+    assert accepted.status_code == 200
+    assert [s["input"]["prompt"] for s in standin.submissions] == ["fine"]
+    standin.clear_faults()
+    assert http.post(SUBMIT, json={"prompt": "[refuse] again"}, headers=AUTH).status_code == 200
+
+
+def test_task_view_reports_status_and_moments_on_the_stand_in_clock(
+    standin: StandIn, http: httpx.Client, clock: ManualClock
+) -> None:
+    task = submit(http, {"prompt": "a lighthouse", "num_images": 2}, webhook="http://127.0.0.1:9/hook")
+    seen = standin.task(task["id"])
+    assert (seen.status, seen.submitted_at, seen.started_at, seen.ends_at) == ("created", 500.0, None, None)
+    clock.now = 501.0
+    seen = standin.task(task["id"])
+    assert (seen.status, seen.started_at, seen.ends_at, seen.webhook) == (
+        "processing",
+        500.5,
+        504.5,
+        "http://127.0.0.1:9/hook",
+    )
+    assert standin.tasks() == [seen]
+    with pytest.raises(KeyError):
+        standin.task("0" * 32)
+
+
 def test_fault_result_5xx_counts_down(standin: StandIn, http: httpx.Client) -> None:
     task = submit(http, {"prompt": "x"})
     standin.faults.result_5xx = 2
