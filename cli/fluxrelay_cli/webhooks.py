@@ -104,13 +104,16 @@ def redeliver(
     Exits 1 when a receiver did not take a replay.
     """
     options: Options = ctx.obj
-    client = options.client()
     chosen = given(created_after=created_after, created_before=created_before, status=status, limit=batch)
+    if job_id is not None and chosen:
+        raise CliError(
+            "give a job id or a time range (--created-after, --created-before, --status), not both"
+        )
+    if job_id is None and chosen.keys() <= {"limit"}:
+        # Without a filter every job you ever made would be sent again: ask for that explicitly.
+        raise CliError("give a job id, or a time range: --created-after, --created-before or --status")
+    client = options.client()
     if job_id is not None:
-        if chosen:
-            raise CliError(
-                "give a job id or a time range (--created-after, --created-before, --status), not both"
-            )
         delivery_log = client.call("POST", f"{_log_path(job_id)}/redeliver")
         replay = delivery_log["items"][0]
         if as_json:

@@ -460,6 +460,7 @@ def test_webhooks_errors_are_one_line_and_a_refused_replay_exits_non_zero(home: 
     )
     assert "404" in one_line_error(run("webhooks", "log", "0" * 32, cwd=home))
     assert "not both" in one_line_error(run("webhooks", "redeliver", job_id, "--status", "failed", cwd=home))
+    assert "give a job id, or a time range" in one_line_error(run("webhooks", "redeliver", cwd=home))
 
 
 # --------------------------------------------------------------------------- errors and help
