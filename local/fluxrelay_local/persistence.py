@@ -7,11 +7,14 @@ after the next deploy:
 - every object of its buckets, with content type and metadata (outputs, uploads);
 - every Secrets Manager secret but the WaveSpeed key, which each deploy writes anew (webhook
   signing secrets);
-- the name and input of each workflow execution still running, started again on restore.
+- the name and input of each workflow execution still running, started again on restore;
+- the WaveSpeed stand-in's state (its tasks and webhook secret), so that a job in flight finds
+  its upstream task again.
 
-A deploy gives resources new random physical names (`...-JobsTable-P2KTRU217M83`): restored
-strings that name an old resource (an execution ARN in a job item, a bucket in an upload URL) are
-rewritten to the new one. The snapshot is written beside the old one and swapped in whole, so a
+A deploy gives resources new random physical names (`...-JobsTable-P2KTRU217M83`), and servers
+on port 0 new addresses: restored strings that name an old resource or address (an execution ARN
+in a job item, a bucket in an upload URL, our API in a stand-in task's webhook) are rewritten to
+the new one. The snapshot is written beside the old one and swapped in whole, so a
 crash while saving leaves the previous snapshot intact.
 """
 
@@ -50,6 +53,13 @@ class Execution:
 class Snapshot:
     dev_key: str | None = None
     executions: list[Execution] = field(default_factory=list)
+    standin: dict[str, Any] | None = None  # StandIn.export_state()
+
+
+def endpoint_ids(endpoints: dict[str, str]) -> dict[str, str]:
+    """The stack's own base URLs (name → URL) as renameable names. Each ends in `/`, so one
+    address is never rewritten inside a longer one (`:4000/` is not in `:40001/...`)."""
+    return {f"{name}#endpoint": url.rstrip("/") + "/" for name, url in endpoints.items() if url}
 
 
 class StateStore:
@@ -63,7 +73,10 @@ class StateStore:
         return (self.folder / "state.json").is_file()
 
     # --- save -----------------------------------------------------------------------------------
-    def save(self, deployed: DeployedStack, client: ClientFactory, snapshot: Snapshot) -> None:
+    def save(
+        self, deployed: DeployedStack, client: ClientFactory, snapshot: Snapshot, endpoints: dict[str, str]
+    ) -> None:
+        """Write the stack's data and `snapshot`; `endpoints` are its base URLs (api, upstream)."""
         staging = self.folder.with_name(self.folder.name + ".saving")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -71,9 +84,10 @@ class StateStore:
             "version": FORMAT_VERSION,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "stack_name": deployed.stack_name,
-            "physical_ids": _physical_ids(deployed),
+            "physical_ids": {**_physical_ids(deployed), **endpoint_ids(endpoints)},
             "dev_key": snapshot.dev_key,
             "executions": [e.__dict__ for e in snapshot.executions],
+            "standin": snapshot.standin,
             "tables": _save_tables(deployed, client("dynamodb"), staging),
             "buckets": _save_buckets(deployed, client("s3"), staging),
             "secrets": _read_secrets(deployed, client("secretsmanager")),
@@ -87,13 +101,14 @@ class StateStore:
         shutil.rmtree(previous, ignore_errors=True)
 
     # --- restore --------------------------------------------------------------------------------
-    def restore(self, deployed: DeployedStack, client: ClientFactory) -> Snapshot:
-        """Put the saved data into `deployed`; the dev key and the executions to start again."""
+    def restore(self, deployed: DeployedStack, client: ClientFactory, endpoints: dict[str, str]) -> Snapshot:
+        """Put the saved data into `deployed`; the dev key, the executions to start again and the
+        stand-in's state, with old names and addresses rewritten to those of now."""
         index = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
         if index.get("version") != FORMAT_VERSION:
             LOG.warning("ignoring %s: saved by another version of the local stack", self.folder)
             return Snapshot()
-        rename = _renames(index["physical_ids"], _physical_ids(deployed))
+        rename = _renames(index["physical_ids"], {**_physical_ids(deployed), **endpoint_ids(endpoints)})
         _restore_tables(deployed, client("dynamodb"), self.folder, index["tables"], rename)
         _restore_buckets(deployed, client("s3"), self.folder, index["buckets"], rename)
         _restore_secrets(client("secretsmanager"), index["secrets"], rename)
@@ -102,13 +117,20 @@ class StateStore:
             for e in index["executions"]
             if e["state_machine"] in deployed.state_machines
         ]
-        return Snapshot(dev_key=index.get("dev_key"), executions=executions)
+        standin = index.get("standin")
+        return Snapshot(
+            dev_key=index.get("dev_key"),
+            executions=executions,
+            standin=_rename_strings(standin, rename) if standin else None,
+        )
 
 
 # --- names -------------------------------------------------------------------------------------
 def _physical_ids(deployed: DeployedStack) -> dict[str, str]:
     ids = {lid: pid for lid, (_, pid) in deployed.resources.items() if pid}
     ids.update({f"{lid}#arn": arn for lid, arn in deployed.state_machines.items()})
+    # The name alone too: an execution's ARN (a job's `execution_arn`) holds it after `execution:`.
+    ids.update({f"{lid}#name": arn.rsplit(":", 1)[-1] for lid, arn in deployed.state_machines.items()})
     return ids
 
 
@@ -126,6 +148,17 @@ def _renames(old: dict[str, str], new: dict[str, str]) -> Callable[[str], str]:
         return text
 
     return rename
+
+
+def _rename_strings(value: Any, rename: Callable[[str], str]) -> Any:
+    """Every string inside plain JSON data through `rename`."""
+    if isinstance(value, str):
+        return rename(value)
+    if isinstance(value, dict):
+        return {k: _rename_strings(v, rename) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_strings(v, rename) for v in value]
+    return value
 
 
 # --- DynamoDB ----------------------------------------------------------------------------------

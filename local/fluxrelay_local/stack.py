@@ -4,7 +4,8 @@
     handlers from functions/<name>/app.py, run in-process by lambdas.py
     HTTP API emulator (apigw.py) on api_port ──► authorizer + api function
     WaveSpeed stand-in on upstream_port (or the real API when a real key is given)
-    the data (keys, jobs, outputs, webhook secrets) saved to state_dir on stop, restored on start
+    the data (keys, jobs, outputs, webhook secrets, the stand-in's tasks) saved to state_dir on
+    stop, restored on start, where the jobs in flight resume
 
 One LocalStack per process at a time: moto's backends, MOTO_PORT and the handlers' environment
 are process-wide.
@@ -217,7 +218,9 @@ class LocalStack:
     def _save(self, running: list[Execution]) -> None:
         assert self.deployed is not None
         try:
-            self._state.save(self.deployed, self.client, Snapshot(self.api_key or None, running))
+            standin = self._standin.export_state() if self._standin is not None else None
+            snapshot = Snapshot(self.api_key or None, running, standin)
+            self._state.save(self.deployed, self.client, snapshot, self._endpoints)
         except Exception as exc:  # the previous snapshot stays; never mask the shutdown
             LOG.error("could not save the local stack's data to %s: %s", self._state.folder, exc)
             return
@@ -227,7 +230,13 @@ class LocalStack:
         if not (self.config.persist and self._state.exists):
             return Snapshot()
         assert self.deployed is not None
-        snapshot = self._state.restore(self.deployed, self.client)
+        snapshot = self._state.restore(self.deployed, self.client, self._endpoints)
+        if snapshot.standin and self._standin is not None:
+            # Before any workflow resumes: each asks the stand-in for its task.
+            try:
+                self._standin.restore_state(snapshot.standin)
+            except ValueError as exc:  # saved by another version: its jobs end as upstream-lost
+                LOG.warning("the stand-in's saved tasks are not restored: %s", exc)
         LOG.info("data restored from %s", self._state.folder)
         return snapshot
 
@@ -245,6 +254,11 @@ class LocalStack:
                 )
             except Exception as exc:  # one workflow that cannot resume must not stop the stack
                 LOG.warning("could not resume execution %s: %s", execution.name, exc)
+
+    @property
+    def _endpoints(self) -> dict[str, str]:
+        """This run's own base URLs, rewritten in restored data when they changed."""
+        return {"api": self.api_url, "upstream": self.upstream_url if self._standin else ""}
 
     @property
     def state_file(self) -> Path:

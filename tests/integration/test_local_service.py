@@ -23,48 +23,78 @@ import pytest
 
 from fluxrelay_local.deploy import FunctionInfo
 from fluxrelay_local.lambdas import LambdaRunner
-from tests.support.stack import api_for, job_item, start_stack, wait_for
+from tests.support.stack import (
+    WebhookReceiver,
+    api_for,
+    job_item,
+    sns_events_for,
+    sns_queue,
+    standin_of,
+    start_stack,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
 
 # --------------------------------------------------------------------------- persistence
-def test_keys_jobs_outputs_and_webhook_secrets_survive_a_restart(tmp_path: Path) -> None:
-    # Given: a stack with a second key, a finished job, a webhook secret and a job still running
-    stack = start_stack(tmp_path)
-    try:
-        dev_key = stack.api_key
-        alice = api_for(stack, "alice")
-        done = alice.submit({"prompt": "kept [persist]", "size": "256*256"}).json()["data"]["id"]
-        finished = alice.wait_finished(done)
-        image = httpx.get(finished["outputs"][0]).content
-        secret = alice.get("/api/v3/webhook/secret").json()["data"]["secret"]
-        running = alice.submit({"prompt": "still going [hang]", "size": "256*256"}).json()["data"]["id"]
-        wait_for(lambda: (job_item(stack, running) or {}).get("upstream_id"), what="the upstream id")
-        assert stack.state_file.is_file()
-    finally:
-        stack.stop()
-    # The description of a running stack goes with it; the data stays.
-    assert not stack.state_file.exists()
-    assert (tmp_path / ".local" / "state" / "state.json").is_file()
+def test_keys_jobs_outputs_webhook_secrets_and_jobs_in_flight_survive_a_restart(tmp_path: Path) -> None:
+    with WebhookReceiver() as receiver:
+        # Given: a stack with a second key, a finished job, a webhook secret and a job still
+        # running upstream (its task holds until the test ends it: it cannot end before the stop)
+        stack = start_stack(tmp_path)
+        try:
+            dev_key = stack.api_key
+            alice = api_for(stack, "alice")
+            done = alice.submit({"prompt": "kept [persist]", "size": "256*256"}).json()["data"]["id"]
+            finished = alice.wait_finished(done)
+            image = httpx.get(finished["outputs"][0]).content
+            secret = alice.get("/api/v3/webhook/secret").json()["data"]["secret"]
+            upstream_secret = standin_of(stack).webhook_secret
+            hanging = {"prompt": "still going [hang]", "size": "256*256"}
+            running = alice.submit(hanging, webhook=receiver.url).json()["data"]["id"]
+            task_id = wait_for(lambda: (job_item(stack, running) or {}).get("upstream_id"), what="its task")
+            assert standin_of(stack).task(task_id).status == "processing"
+            assert stack.state_file.is_file()
+        finally:
+            stack.stop()
+        # The description of a running stack goes with it; the data stays.
+        assert not stack.state_file.exists()
+        assert (tmp_path / ".local" / "state" / "state.json").is_file()
 
-    # When: the stack starts again from the same folder
-    again = start_stack(tmp_path)
-    try:
-        # Then: the same dev key, alice's key, her job with its stored image, her webhook secret
-        assert again.api_key == dev_key
-        alice.base_url = again.api_url
-        kept = alice.result(done).json()["data"]
-        assert (kept["status"], len(kept["outputs"])) == ("completed", 1)
-        assert httpx.get(kept["outputs"][0]).content == image
-        assert alice.get("/api/v3/webhook/secret").json()["data"]["secret"] == secret
-        # The job that was in flight resumed: its workflow runs again and brings it to an end
-        # (the stand-in keeps its tasks in memory only, so after a restart it no longer knows it).
-        ended = alice.wait_finished(running)
-        assert ended["status"] == "failed"
-        assert "no longer knows" in ended["error"]
-    finally:
-        again.stop()
+        # When: the stack starts again from the same folder (on new ports)
+        again = start_stack(tmp_path)
+        try:
+            # Then: the same dev key, alice's key, her job with its stored image, her webhook secret
+            assert again.api_key == dev_key
+            alice.base_url = again.api_url
+            kept = alice.result(done).json()["data"]
+            assert (kept["status"], len(kept["outputs"])) == ("completed", 1)
+            assert httpx.get(kept["outputs"][0]).content == image
+            assert alice.get("/api/v3/webhook/secret").json()["data"]["secret"] == secret
+            # and the job in flight resumed: the stand-in still has its task and its signing
+            # secret, the job's workflow runs again and waits for the task.
+            upstream = standin_of(again)
+            assert upstream.webhook_secret == upstream_secret
+            assert upstream.task(task_id).status == "processing"
+            with sns_queue(again) as drain:
+                upstream.finish(task_id)
+                delivery = receiver.wait_for_job(running, timeout=60)
+                arn = (job_item(again, running) or {})["execution_arn"]
+                assert again.wait_for_execution(arn, timeout=60)["status"] == "SUCCEEDED"
+                assert alice.result(running).json()["data"]["status"] == "completed"
+                assert len(wait_for(lambda: sns_events_for(drain, running), what="its SNS message")) == 1
+                # Its restored item names the running workflow: the sweeper finds nothing to do.
+                swept = again.invoke("SweepJobsFunction", {"source": "aws.events", "detail": {}})
+                assert swept["resumed"] == 0
+                # The task's webhook reached the restarted API at its new address, and verified.
+                pushes = [d for d in upstream.webhook_deliveries if d["task_id"] == task_id]
+                assert [d["status"] for d in pushes] == [200]
+                assert len(sns_events_for(drain, running)) == 1
+            deliveries = [d for d in receiver.deliveries if d.json()["id"] == running]
+            assert [d.headers["Webhook-Id"] for d in deliveries] == [delivery.headers["Webhook-Id"]]
+        finally:
+            again.stop()
 
 
 # --------------------------------------------------------------------------- the functions' runtime

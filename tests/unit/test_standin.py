@@ -421,6 +421,45 @@ def test_introspection_in_python_and_over_http(standin: StandIn, http: httpx.Cli
     assert not any(r["path"].startswith("/_standin") for r in standin.received)
 
 
+# --- state across a restart ---------------------------------------------------------------------
+def test_a_new_stand_in_takes_over_the_tasks_and_secret_as_time_went_on(clock: ManualClock) -> None:
+    # Given: a task one second into its two seconds of processing when its stand-in stops
+    wall = ManualClock()
+    wall.now = 1_000_000.0
+    options: dict[str, Any] = {"api_key": API_KEY, "seconds_per_image": 2.0, "queue_seconds": 0.5}
+    with StandIn(clock=clock, wall_clock=wall, **options) as first, httpx.Client(base_url=first.url) as http:
+        task = submit(http, {"prompt": "carried over", "size": "256*256"})
+        clock.now = 501.5
+        state = json.loads(json.dumps(first.export_state()))  # as saved to disk
+        secret = first.webhook_secret
+
+    # When: a new stand-in (another process: its own clock) restores it half a again later
+    later = ManualClock()
+    later.now = 20.0
+    wall.now += 0.5
+    with StandIn(clock=later, wall_clock=wall, **options) as again, httpx.Client(base_url=again.url) as http:
+        again.restore_state(state)
+
+        # Then: same secret, the task half a again from its end, its links on the new server
+        assert again.webhook_secret == secret
+        seen = again.task(task["id"])
+        assert (seen.status, seen.ends_at) == ("processing", pytest.approx(20.5))
+        later.now = 20.5
+        done = result(http, task["id"])
+        assert done["status"] == "completed"
+        assert done["outputs"][0].startswith(f"{again.url}/output/")
+        assert httpx.get(done["outputs"][0]).status_code == 200
+        with pytest.raises(ValueError, match="version"):
+            again.restore_state({**state, "version": 0})
+
+
+def test_finish_ends_a_task_now_even_one_that_never_finishes(standin: StandIn, http: httpx.Client) -> None:
+    task = submit(http, {"prompt": "forever [hang]"})
+    standin.finish(task["id"])
+    assert standin.task_status(task["id"]) == "completed"
+    assert len(result(http, task["id"])["outputs"]) == 1
+
+
 # --- webhooks ----------------------------------------------------------------------------------
 class Receiver:
     """A tiny webhook receiver: answers with the queued statuses (then 200) and records calls."""

@@ -219,6 +219,17 @@ class StandIn:
     def task_status(self, task_id: str) -> str:
         return self.task(task_id).status
 
+    def finish(self, task_id: str) -> None:
+        """End a task now, as if its processing took until now (a never-finishing one too):
+        tests hold a task with `[hang]` and let it end when they choose."""
+        with self._cond:
+            now = self._advance()
+            task = self._tasks.get(task_id)
+            if task is None:
+                raise KeyError(task_id)
+            self._tasks.finish(task, now)
+            self._cond.notify_all()
+
     def reset(self) -> None:
         """Forget faults, tasks, uploads and recorded traffic (keys and secret stay)."""
         with self._cond:

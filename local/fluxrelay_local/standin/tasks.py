@@ -226,6 +226,14 @@ class TaskBoard:
             return "processing"
         return "failed" if task.error else "completed"
 
+    def finish(self, task: Task, now: float) -> None:
+        if self.status(task, now) in TERMINAL:
+            return
+        task.never_finish = False
+        if task.started_at is None or task.started_at > now:
+            task.started_at = now
+        task.duration = now - task.started_at
+
     def info(self, task: Task, now: float) -> TaskInfo:
         status = self.status(task, now)
         return TaskInfo(task.id, status, task.submitted_at, task.started_at, task.ends_at, task.webhook)
