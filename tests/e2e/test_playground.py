@@ -259,6 +259,28 @@ def test_history_lists_the_owners_jobs_and_opens_one_with_its_flags(page: Page, 
     expect(page.locator("#job-error")).not_to_be_empty()
 
 
+def test_the_history_reads_the_next_page_with_the_cursor(page: Page, stack: LocalStack) -> None:
+    # Given one job more than the page shows (20)
+    rosa = api_for(stack, "rosa")
+    for n in range(21):
+        assert rosa.submit({"prompt": f"square number {n}", "size": "256*256"}).status_code == 200
+    newest_first = [
+        p["id"] for p in rosa.get("/api/v3/predictions", params={"limit": 21}).json()["data"]["items"]
+    ]
+
+    # When the page reads the history, then its next page
+    page.fill("#api-key", str(rosa.key))
+    page.click("#load-history")
+    expect(page.locator(".history-item")).to_have_count(20)
+    page.click("#history-more")
+
+    # Then every job is listed once, newest first, and there is nothing more to read
+    expect(page.locator(".history-item")).to_have_count(21)
+    expect(page.locator("#history-more")).to_be_hidden()
+    listed = page.locator(".history-item code").all_inner_texts()
+    assert [text.strip() for text in listed] == newest_first
+
+
 def test_cancel_ends_a_running_job_and_the_history_shows_it(page: Page, stack: LocalStack) -> None:
     quinn = api_for(stack, "quinn")
     page.fill("#api-key", str(quinn.key))

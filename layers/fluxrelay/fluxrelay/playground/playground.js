@@ -525,6 +525,8 @@ async function loadWebhooks(wait = LOG_POLL_MS) {
 
 // ------------------------------------------------------------------ history
 let cursor = null;
+// Reads can overlap (the key field's change, a refresh, a job's end): only the latest one counts.
+let historyRead = 0;
 
 async function loadHistory(more = false) {
   if (!apiKey()) {
@@ -533,7 +535,9 @@ async function loadHistory(more = false) {
   }
   const query = { limit: String(HISTORY_PAGE) };
   if (more && cursor) query.cursor = cursor;
+  const mine = ++historyRead;
   const answer = await api("GET", "/api/v3/predictions", { query });
+  if (mine !== historyRead) return;
   const list = $("history");
   if (!answer.ok) {
     if (!more) list.replaceChildren();
