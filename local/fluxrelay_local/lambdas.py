@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
 from fluxrelay_local.deploy import FunctionInfo
 
 LOG = logging.getLogger(__name__)
@@ -223,9 +225,13 @@ def _drop_unpublished_metrics() -> None:
 
     With POWERTOOLS_METRICS_DISABLED, Powertools' `log_metrics` neither prints nor clears its
     process-wide metric set; here every invocation shares the process, so after 100 metrics
-    `add_metric` would try to serialise them and fail every handler with a 500."""
+    `add_metric` would try to serialise them and fail every handler with a 500. With metrics on,
+    `log_metrics` flushes them itself, and clearing here would drop the metrics another thread's
+    invocation has added but not yet flushed."""
     module = sys.modules.get("aws_lambda_powertools.metrics.metrics")
-    if module is not None:
+    if module is None:
+        return
+    if is_metrics_disabled():
         module.Metrics().clear_metrics()
 
 

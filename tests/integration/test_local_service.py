@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aws_lambda_powertools import Metrics
 
 from fluxrelay_local.deploy import FunctionInfo
 from fluxrelay_local.lambdas import LambdaRunner
@@ -123,6 +124,27 @@ def test_a_long_running_stack_does_not_pile_up_unpublished_metrics(
     )
     runner = LambdaRunner({"Fn": fn}, region="us-east-1")
     assert [runner.invoke("Fn", {}) for _ in range(150)] == [{"ok": True}] * 150
+
+
+def test_an_invocation_does_not_drop_metrics_another_thread_has_not_flushed_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handlers run as threads of one process and share Powertools' metric set. With metrics on,
+    # each `log_metrics` flushes what it added; the end of one invocation must not clear metrics
+    # another invocation added and is about to flush.
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return {'ok': True}\n")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    fn = FunctionInfo(
+        "Fn", "fn", "arn:aws:lambda:us-east-1:123456789012:function:fn", tmp_path, "app.handler", 3, 128, {}
+    )
+    runner = LambdaRunner({"Fn": fn}, region="us-east-1")
+    pending = Metrics(namespace="Test")
+    pending.add_metric(name="AddedByAnotherInvocation", unit="Count", value=1)
+    try:
+        assert runner.invoke("Fn", {}) == {"ok": True}
+        assert "AddedByAnotherInvocation" in pending.metric_set
+    finally:
+        pending.clear_metrics()
 
 
 # --------------------------------------------------------------------------- make run as a process
