@@ -6,7 +6,7 @@ SAM_VENV ?= .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run reset standin lint format bench clean
+.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run reset standin lint format bench bench-coldstart clean
 
 help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
@@ -15,6 +15,7 @@ help:
 	@echo "make acceptance [STACK=name REGION=region] - black-box suite against a local or deployed stack"
 	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint, checkov"
 	@echo "make bench   - latency/cost benchmark against a local stack"
+	@echo "make bench-coldstart - each function's cold import against boto3 + its clients + Logger"
 	@echo "make standin - only the WaveSpeed stand-in on :3001"
 
 $(STAMP): pyproject.toml
@@ -68,6 +69,17 @@ standin: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m fluxrelay_local.bench
 
+# Exactly the layer's requirements, as a deployed function has them on its path (bench-coldstart).
+COLDSTART_VENV ?= .venv-coldstart
+$(COLDSTART_VENV)/.installed: layers/fluxrelay/requirements.txt
+	rm -rf $(COLDSTART_VENV)
+	$(PYTHON) -m venv $(COLDSTART_VENV)
+	$(COLDSTART_VENV)/bin/pip install --quiet -r layers/fluxrelay/requirements.txt
+	touch $@
+
+bench-coldstart: $(STAMP) $(COLDSTART_VENV)/.installed
+	$(BIN)/python -m fluxrelay_local.coldstart --python $(COLDSTART_VENV)/bin/python
+
 lint: $(STAMP) lint-template lint-security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -78,6 +90,6 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(COLDSTART_VENV) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 -include mk/infra.mk

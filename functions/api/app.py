@@ -9,13 +9,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay.api.app import create_app
 from fluxrelay.metering import metered
-from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.observability import logger, metrics
 
 app = create_app()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 @metered()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
 from fluxrelay.models.workflow import JobTask
-from fluxrelay.observability import logger, tracer
+from fluxrelay.observability import logger
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = JobTask.model_validate(event)
-    return composition.container().uploads.expire(task.job_id).model_dump(mode="json")
+    return composition.container().upload_expiry.expire(task.job_id).model_dump(mode="json")

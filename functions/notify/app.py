@@ -9,11 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fluxrelay import composition
 from fluxrelay.metering import metered
 from fluxrelay.models.workflow import TASK_TRANSITIONS, JobTask, WebhookDelivery
-from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.observability import logger, metrics
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 # The last Notify of a job (no redelivery follows) reports what the whole job cost.
 @metered(

@@ -17,12 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
 from fluxrelay.models.s3events import s3_objects
-from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.observability import logger, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     # A body that is not JSON raises here: that message fails alone and ends in the DLQ.
     notification = json.loads(record.body)
@@ -34,7 +33,6 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

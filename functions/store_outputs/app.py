@@ -9,11 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fluxrelay import composition
 from fluxrelay.metering import metered
 from fluxrelay.models.workflow import TASK_TRANSITIONS, JobTask
-from fluxrelay.observability import logger, metrics, tracer
+from fluxrelay.observability import logger, metrics
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id", clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 @metered(state_transitions=TASK_TRANSITIONS["StoreOutputs"])
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -7,10 +7,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
-from fluxrelay.observability import logger, tracer
+from fluxrelay.observability import logger
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return composition.container().sweeper.sweep().model_dump(mode="json")

@@ -28,6 +28,7 @@ from fluxrelay.api.app import create_app
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.errors import InvalidRequestError, UpstreamRejectedError
+from fluxrelay.domain.expiry import UploadExpiryService
 from fluxrelay.domain.jobs import JobStatus
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.submit import SubmitService
@@ -62,6 +63,7 @@ class World:
     generation: RecordingWorkflow
     expiry: RecordingWorkflow
     settings: Settings
+    expiring: UploadExpiryService
 
     def executions(self, job_id: str) -> list[dict[str, Any]]:
         return [payload for jid, payload in self.generation.started if jid == job_id]
@@ -98,7 +100,8 @@ def world(upstream: CountingUpstream | None = None, **overrides: Any) -> World:
         settings=settings,
         token=lambda: "tok",
     )
-    return World(service, jobs, bucket, upstream, generation, expiry, settings)
+    expiring = UploadExpiryService(lifecycle=lifecycle, jobs=jobs, uploads=bucket, settings=settings)
+    return World(service, jobs, bucket, upstream, generation, expiry, settings, expiring)
 
 
 def img2img_ticket(w: World, **body: Any) -> Any:
@@ -232,6 +235,7 @@ class UnlimitedLimiter:
 class FakeContainer:
     def __init__(self, w: World) -> None:
         self.uploads = w.service
+        self.upload_expiry = w.expiring
         self.settings = w.settings
         self.limiter = UnlimitedLimiter()
         # Never reached without an Idempotency-Key header, which these tests do not send.
@@ -618,7 +622,7 @@ def test_a_job_whose_upload_never_arrives_times_out_and_is_notified() -> None:
     w = world()
     ticket = img2img_ticket(w)
 
-    outcome = w.service.expire(ticket.id)
+    outcome = w.expiring.expire(ticket.id)
 
     assert (outcome.status, outcome.expired) == ("timeout", True)
     job = w.jobs.get(ticket.id)
@@ -639,8 +643,8 @@ def test_expiry_leaves_started_jobs_and_arrived_uploads_alone() -> None:
     w.service.ingest(uploaded(w, f"img2img/owner-1/{started.id}.jpeg", image_bytes()))
     uploaded(w, f"img2img/owner-1/{queued.id}.jpeg", image_bytes())  # its event is still in the queue
 
-    assert w.service.expire(started.id).expired is False
-    assert w.service.expire(queued.id).expired is False
+    assert w.expiring.expire(started.id).expired is False
+    assert w.expiring.expire(queued.id).expired is False
     assert w.jobs.get(queued.id).status is JobStatus.WAITING_UPLOAD  # type: ignore[union-attr]
 
 

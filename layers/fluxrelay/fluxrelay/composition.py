@@ -1,83 +1,137 @@
 """The composition root: settings + adapters + services, built lazily once per container.
 
-Each handler asks `container()` for the one service it needs; only the clients that service
-uses are ever created, and they are reused while the container stays warm. Nothing here runs
-at import time.
+Each handler asks `container()` for the one service it needs: only that service's modules are
+imported (the imports are inside the properties), only the clients it uses are created (one per
+AWS service, shared by its adapters), and all of it is reused while the container stays warm.
+Nothing here runs at import time, so a poll task never loads the upload parser, a task that only
+records a failure never loads httpx, and no handler pays for what another one runs.
 """
 
 from __future__ import annotations
 
 import sys
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
-from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
-from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
-from fluxrelay.adapters.dynamo.limits import DynamoLimiter
-from fluxrelay.adapters.dynamo.slots import DynamoSlotPool
-from fluxrelay.adapters.fetch import GuardedOutputSource
-from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
-from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets, read_secret
-from fluxrelay.adapters.sns import SnsNotifier
-from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
-from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
-from fluxrelay.adapters.urlguard.rules import UrlPolicy, check_url
-from fluxrelay.adapters.wavespeed import WaveSpeedClient
-from fluxrelay.adapters.webhooks import StandardWebhookSender
-from fluxrelay.api.idempotency import Idempotency
-from fluxrelay.api.presenter import PredictionPresenter
-from fluxrelay.domain.cancel import CancelService
-from fluxrelay.domain.deliveries import WebhookDeliverer
-from fluxrelay.domain.dispatch import Dispatcher
-from fluxrelay.domain.fail import FailService
-from fluxrelay.domain.history import HistoryService
-from fluxrelay.domain.lifecycle import JobLifecycle
-from fluxrelay.domain.notify import NotifyService
-from fluxrelay.domain.outputs import OutputService
-from fluxrelay.domain.poll import PollService
-from fluxrelay.domain.push import PushService
-from fluxrelay.domain.submit import SubmitService
-from fluxrelay.domain.sweep import SweepService
-from fluxrelay.domain.uploads import UploadService
 from fluxrelay.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
+    from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
+    from fluxrelay.adapters.dynamo.limits import DynamoLimiter
+    from fluxrelay.adapters.dynamo.slots import DynamoSlotPool
+    from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
+    from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets
+    from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
+    from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
+    from fluxrelay.adapters.urlguard.rules import UrlPolicy
+    from fluxrelay.adapters.wavespeed import WaveSpeedClient
+    from fluxrelay.api.idempotency import Idempotency
+    from fluxrelay.api.presenter import PredictionPresenter
+    from fluxrelay.domain.cancel import CancelService
+    from fluxrelay.domain.deliveries import WebhookDeliverer
+    from fluxrelay.domain.dispatch import Dispatcher
+    from fluxrelay.domain.expiry import UploadExpiryService
+    from fluxrelay.domain.fail import FailService
+    from fluxrelay.domain.history import HistoryService
+    from fluxrelay.domain.lifecycle import JobLifecycle
+    from fluxrelay.domain.notify import NotifyService
+    from fluxrelay.domain.outputs import OutputService
+    from fluxrelay.domain.poll import PollService
+    from fluxrelay.domain.push import PushService
+    from fluxrelay.domain.submit import SubmitService
+    from fluxrelay.domain.sweep import SweepService
+    from fluxrelay.domain.uploads import UploadService
 
 
 class Container:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._clients: dict[str, Any] = {}
+
+    # --- clients ---
+    def aws(self, service: str) -> Any:
+        """The boto3 client of `service`, made at its first use and shared by every adapter."""
+        if service not in self._clients:
+            from fluxrelay.adapters.aws import client
+
+            self._clients[service] = client(service)
+        return self._clients[service]
 
     # --- adapters ---
     @cached_property
     def url_policy(self) -> UrlPolicy:
+        from fluxrelay.adapters.urlguard.rules import UrlPolicy
+
         return UrlPolicy.from_name(self.settings.url_policy.value)
 
     def check_webhook_url(self, url: str) -> object:
+        from fluxrelay.adapters.urlguard.rules import check_url
+
         return check_url(url, self.url_policy, label="webhook URL")
 
     @cached_property
     def jobs(self) -> DynamoJobStore:
-        return DynamoJobStore(self.settings.table_name)
+        from fluxrelay.adapters.dynamo.jobs import DynamoJobStore
+
+        return DynamoJobStore(self.settings.table_name, self.aws("dynamodb"))
 
     @cached_property
     def keys(self) -> DynamoApiKeyStore:
-        return DynamoApiKeyStore(self.settings.table_name)
+        from fluxrelay.adapters.dynamo.keys import DynamoApiKeyStore
+
+        return DynamoApiKeyStore(self.settings.table_name, self.aws("dynamodb"))
 
     @cached_property
     def idempotency(self) -> Idempotency:
-        return Idempotency(self.settings.table_name, self.settings.idempotency_ttl_seconds)
+        from fluxrelay.api.idempotency import Idempotency
+
+        s = self.settings
+        return Idempotency(s.table_name, s.idempotency_ttl_seconds, client=self.aws("dynamodb"))
 
     @cached_property
     def limiter(self) -> DynamoLimiter:
-        return DynamoLimiter(self.settings.table_name)
+        from fluxrelay.adapters.dynamo.limits import DynamoLimiter
+
+        return DynamoLimiter(self.settings.table_name, self.aws("dynamodb"))
+
+    @cached_property
+    def slots(self) -> DynamoSlotPool:
+        from fluxrelay.adapters.dynamo.slots import DynamoSlotPool
+
+        s = self.settings
+        return DynamoSlotPool(s.table_name, s.max_concurrent_upstream_tasks, self.aws("dynamodb"))
 
     @cached_property
     def outputs(self) -> S3OutputStore:
-        return S3OutputStore(self.settings.bucket_name)
+        from fluxrelay.adapters.s3 import S3OutputStore
+
+        return S3OutputStore(self.settings.bucket_name, self.aws("s3"))
+
+    @cached_property
+    def upload_store(self) -> S3UploadStore:
+        from fluxrelay.adapters.s3 import S3UploadStore
+
+        # Its own client: presigned PUTs need SigV4 (a signed Content-Type and length).
+        return S3UploadStore(self.settings.bucket_name)
 
     @cached_property
     def webhook_secrets(self) -> SecretsManagerWebhookSecrets:
-        return SecretsManagerWebhookSecrets(self.settings.webhook_secret_prefix)
+        from fluxrelay.adapters.secrets import SecretsManagerWebhookSecrets
+
+        return SecretsManagerWebhookSecrets(
+            self.settings.webhook_secret_prefix, client_factory=lambda: self.aws("secretsmanager")
+        )
+
+    def _workflow(self, state_machine_arn: str) -> StepFunctionsWorkflow:
+        from fluxrelay.adapters.stepfunctions import StepFunctionsWorkflow
+
+        # The client is made at the first call: failing or notifying a job starts no workflow.
+        return StepFunctionsWorkflow(state_machine_arn, client_factory=lambda: self.aws("stepfunctions"))
 
     def _wavespeed_key(self) -> str:
+        from fluxrelay.adapters.secrets import read_secret
+
         s = self.settings
         if s.wavespeed_secret_name:
             return read_secret(s.wavespeed_secret_name)
@@ -87,6 +141,8 @@ class Container:
 
     @cached_property
     def upstream(self) -> WaveSpeedClient:
+        from fluxrelay.adapters.wavespeed import WaveSpeedClient
+
         s = self.settings
         # The key is read on the first upstream call: a job that waits for a slot, or a check
         # of a finished job, never needs it.
@@ -103,6 +159,8 @@ class Container:
 
     @cached_property
     def upstream_webhook_secret(self) -> WaveSpeedWebhookSecret:
+        from fluxrelay.adapters.upstream_secret import WaveSpeedWebhookSecret
+
         s = self.settings
         return WaveSpeedWebhookSecret(
             lambda: self.upstream.webhook_secret(),
@@ -112,27 +170,27 @@ class Container:
 
     @cached_property
     def presenter(self) -> PredictionPresenter:
+        from fluxrelay.api.presenter import PredictionPresenter
+
         return PredictionPresenter(self.outputs, self.settings)
 
     # --- services ---
     @cached_property
-    def slots(self) -> DynamoSlotPool:
-        return DynamoSlotPool(self.settings.table_name, self.settings.max_concurrent_upstream_tasks)
-
-    @cached_property
     def lifecycle(self) -> JobLifecycle:
+        from fluxrelay.domain.lifecycle import JobLifecycle
+
         s = self.settings
         expiry = (
-            StepFunctionsWorkflow(s.upload_expiry_state_machine_arn)
-            if s.upload_expiry_state_machine_arn
-            else None
+            self._workflow(s.upload_expiry_state_machine_arn) if s.upload_expiry_state_machine_arn else None
         )
         return JobLifecycle(
-            store=self.jobs, generation=StepFunctionsWorkflow(s.state_machine_arn), settings=s, expiry=expiry
+            store=self.jobs, generation=self._workflow(s.state_machine_arn), settings=s, expiry=expiry
         )
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
+        from fluxrelay.domain.dispatch import Dispatcher
+
         return Dispatcher(
             lifecycle=self.lifecycle,
             store=self.jobs,
@@ -143,6 +201,8 @@ class Container:
 
     @cached_property
     def submit(self) -> SubmitService:
+        from fluxrelay.domain.submit import SubmitService
+
         return SubmitService(
             lifecycle=self.lifecycle,
             dispatcher=self.dispatcher,
@@ -153,6 +213,8 @@ class Container:
 
     @cached_property
     def poll(self) -> PollService:
+        from fluxrelay.domain.poll import PollService
+
         return PollService(
             lifecycle=self.lifecycle,
             store=self.jobs,
@@ -163,16 +225,23 @@ class Container:
 
     @cached_property
     def push(self) -> PushService:
+        from fluxrelay.domain.push import PushService
+
         return PushService(self.lifecycle, self.jobs)
 
     @cached_property
     def sweeper(self) -> SweepService:
+        from fluxrelay.domain.sweep import SweepService
+
         return SweepService(
             lifecycle=self.lifecycle, store=self.jobs, dispatcher=self.dispatcher, settings=self.settings
         )
 
     @cached_property
     def store_outputs(self) -> OutputService:
+        from fluxrelay.adapters.fetch import GuardedOutputSource
+        from fluxrelay.domain.outputs import OutputService
+
         source = GuardedOutputSource(self.url_policy, max_bytes=self.settings.max_output_bytes)
         return OutputService(
             lifecycle=self.lifecycle, outputs=self.outputs, sources=source, settings=self.settings
@@ -180,18 +249,27 @@ class Container:
 
     @cached_property
     def cancel(self) -> CancelService:
+        from fluxrelay.domain.cancel import CancelService
+
         return CancelService(self.lifecycle)
 
     @cached_property
     def history(self) -> HistoryService:
+        from fluxrelay.domain.history import HistoryService
+
         return HistoryService(self.jobs)
 
     @cached_property
     def fail(self) -> FailService:
+        from fluxrelay.domain.fail import FailService
+
         return FailService(self.lifecycle)
 
     @cached_property
     def deliverer(self) -> WebhookDeliverer:
+        from fluxrelay.adapters.webhooks import StandardWebhookSender
+        from fluxrelay.domain.deliveries import WebhookDeliverer
+
         return WebhookDeliverer(
             lifecycle=self.lifecycle,
             store=self.jobs,
@@ -203,22 +281,30 @@ class Container:
 
     @cached_property
     def notify(self) -> NotifyService:
+        from fluxrelay.adapters.sns import SnsNotifier
+        from fluxrelay.domain.notify import NotifyService
+
         return NotifyService(
             lifecycle=self.lifecycle,
             store=self.jobs,
             slots=self.slots,
-            notifier=SnsNotifier(self.settings.topic_arn),
+            notifier=SnsNotifier(self.settings.topic_arn, self.aws("sns")),
             deliverer=self.deliverer,
             settings=self.settings,
         )
 
-    # --- uploads and img2img from S3 ---
     @cached_property
-    def upload_store(self) -> S3UploadStore:
-        return S3UploadStore(self.settings.bucket_name)
+    def upload_expiry(self) -> UploadExpiryService:
+        from fluxrelay.domain.expiry import UploadExpiryService
+
+        return UploadExpiryService(
+            lifecycle=self.lifecycle, jobs=self.jobs, uploads=self.upload_store, settings=self.settings
+        )
 
     @cached_property
     def uploads(self) -> UploadService:
+        from fluxrelay.domain.uploads import UploadService
+
         return UploadService(
             lifecycle=self.lifecycle,
             jobs=self.jobs,

@@ -1,14 +1,19 @@
-"""Powertools Logger, Tracer and Metrics: one instance each, shared by every handler.
+"""Powertools Logger and Metrics: one instance each, shared by every handler.
 
 The service name, namespace and log level come from the POWERTOOLS_* variables the template sets.
 Metrics are CloudWatch EMF lines in the functions' logs (no API call); every metric the
 dashboard shows is named in `MetricName`, which the template's dashboard is checked against.
+
+There is no Powertools Tracer: building one in a function loads the X-Ray SDK and patches boto3
+and httpx, which cost a cold start more than boto3 and its clients together. The functions'
+active tracing (`Tracing: Active`) and the state machine's tracing still record every invocation
+and every workflow step in X-Ray; only the per-call subsegments inside an invocation are gone.
 """
 
 import os
 from enum import StrEnum
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # The template sets the namespace; outside Lambda (tests, tools) the same default applies, so
@@ -16,7 +21,6 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "FluxRelay"
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics(namespace=NAMESPACE)
 
 

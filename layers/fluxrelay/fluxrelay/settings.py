@@ -7,13 +7,14 @@ in the cloud, and only on a developer's machine from `WAVESPEED_API_KEY`.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from fluxrelay.domain.usage import PriceTable
 
@@ -50,8 +51,13 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+class Settings(BaseModel):
+    """Every field is read from the environment variable its alias names; keyword arguments (by
+    alias) win over the environment. A plain pydantic model rather than pydantic-settings: reading
+    variables is all it needs here, and importing pydantic-settings cost every function's cold
+    start about a sixth of boto3's."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     # --- where things are (set by the template / local stack) ---
     table_name: str = Field("", validation_alias="TABLE_NAME")
@@ -128,15 +134,11 @@ class Settings(BaseSettings):
 
     # --- policy ---
     url_policy: UrlPolicyName = Field(UrlPolicyName.STRICT, validation_alias="FLUXRELAY_URL_POLICY")
-    lora_allowlist: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="LORA_ALLOWLIST"
-    )
+    lora_allowlist: list[str] = Field(default_factory=list, validation_alias="LORA_ALLOWLIST")
     max_output_bytes: int = Field(25 * 1024 * 1024, validation_alias="MAX_OUTPUT_BYTES")
     # Browser origins allowed to call the API (CORS), comma-separated; empty = none (no CORS
     # headers, preflights are 404s). "*" allows any origin.
-    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="CORS_ALLOWED_ORIGINS"
-    )
+    cors_allowed_origins: list[str] = Field(default_factory=list, validation_alias="CORS_ALLOWED_ORIGINS")
     # Applied when a job's outputs are stored; a change does not touch outputs stored before it.
     nsfw_policy: NsfwPolicy = Field(NsfwPolicy.FLAG, validation_alias="NSFW_POLICY")
 
@@ -169,6 +171,20 @@ class Settings(BaseSettings):
         """The pydantic validation context of request models: the URL policy and LoRA allowlist
         of this deployment (models never read the environment themselves)."""
         return {"url_policy": self.url_policy.value, "lora_allowlist": list(self.lora_allowlist)}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        given = dict(data) if isinstance(data, dict) else {}
+        aliases = (f.validation_alias for f in cls.model_fields.values())
+        found = {a: os.environ[a] for a in aliases if isinstance(a, str) and a in os.environ}
+        return {**found, **given}
+
+    @field_validator("cost_prices", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        # A structured variable holds JSON (an empty one means the defaults).
+        return json.loads(value or "{}") if isinstance(value, str) else value
 
     @field_validator("lora_allowlist", "cors_allowed_origins", mode="before")
     @classmethod

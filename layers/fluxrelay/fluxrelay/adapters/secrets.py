@@ -14,6 +14,8 @@ import json
 import re
 import secrets as pysecrets
 import time
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
@@ -38,10 +40,25 @@ def new_webhook_secret() -> str:
 class SecretsManagerWebhookSecrets:
     """`WebhookSecrets` on Secrets Manager, one secret per owner under `prefix`."""
 
-    def __init__(self, prefix: str, client: Any | None = None, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        client: Any | None = None,
+        clock: Any = time.time,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """Give `client`, or `client_factory` to get one at the first write; with neither, a
+        default client is made then. Reads go through Powertools parameters (its own client),
+        and most submits name no webhook, so most containers never make this one."""
         self._prefix = prefix.rstrip("/") + "/"
-        self._client = client or aws_client("secretsmanager")
+        self._given = client
+        self._factory = client_factory or (lambda: aws_client("secretsmanager"))
         self._clock = clock
+
+    @cached_property
+    def _client(self) -> Any:
+        return self._given if self._given is not None else self._factory()
 
     def _name(self, owner: str) -> str:
         return self._prefix + _OWNER_SAFE.sub("_", owner)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,9 +18,22 @@ class StepFunctionsWorkflow:
     """Starts a state machine; the execution is named by the job id, so a second start for the
     same job cannot create a second execution."""
 
-    def __init__(self, state_machine_arn: str, client: Any | None = None) -> None:
+    def __init__(
+        self,
+        state_machine_arn: str,
+        client: Any | None = None,
+        *,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """Give `client`, or `client_factory` to get one at the first call (a task that never
+        touches a workflow then never creates it); with neither, a default client is made then."""
         self._arn = state_machine_arn
-        self._client = client or aws_client("stepfunctions")
+        self._given = client
+        self._factory = client_factory or (lambda: aws_client("stepfunctions"))
+
+    @cached_property
+    def _client(self) -> Any:
+        return self._given if self._given is not None else self._factory()
 
     def start(self, start: WorkflowStart, name: str | None = None) -> str:
         name = name or start.job_id

@@ -39,8 +39,7 @@ from fluxrelay.domain.errors import (
     UpstreamUnauthorizedError,
     UpstreamUnavailableError,
 )
-from fluxrelay.models.upstream import UpstreamPrediction
-from fluxrelay.models.wire import MODEL_ID
+from fluxrelay.models.upstream import MODEL_ID, UpstreamPrediction
 from fluxrelay.observability import logger
 
 MODEL_PATH = f"/api/v3/{MODEL_ID}"

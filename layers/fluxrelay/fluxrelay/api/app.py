@@ -71,7 +71,6 @@ def create_app() -> APIGatewayHttpResolver:
     routers = (predictions.router, cancel.router, history.router, uploads.router, webhooks.router)
     for router in (*routers, deliveries.router, upstream_webhooks.router, playground_router):
         app.include_router(router)
-    openapi.configure(app)
 
     @app.get(
         "/health",

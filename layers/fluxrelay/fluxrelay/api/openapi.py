@@ -1,22 +1,25 @@
 """The OpenAPI contract a developer reads: every answer a route really gives, in the envelope.
 
 Routes declare their answers with `responses(...)`, their resource with one of the tags below and
-a summary in words; `configure(app)` adds the bearer scheme (Swagger's Authorize button), and
-`ContractResolver` leaves out the answers this API never gives. `/openapi.json` and `/swagger`
-show the same document.
+a summary in words; `ContractResolver` adds the bearer scheme (Swagger's Authorize button) and
+leaves out the answers this API never gives. `/openapi.json` and `/swagger` show the same document.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, OpenAPI, Tag
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from fluxrelay.models.wire import ErrorEnvelope
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 TITLE = "fluxrelay"
 VERSION = "1.0.0"
@@ -34,13 +37,14 @@ HISTORY = "History"
 UPLOADS = "Uploads"
 WEBHOOKS = "Webhooks"
 SERVICE = "Service"
-TAGS = [
-    Tag(name=PREDICTIONS, description="Submit generations, read and cancel them."),
-    Tag(name=HISTORY, description="Your own predictions, newest first."),
-    Tag(name=UPLOADS, description="Images to use as img2img sources, and img2img by upload."),
-    Tag(name=WEBHOOKS, description="Signed job notifications: your signing secret, delivery logs, replays."),
-    Tag(name=SERVICE, description="Health."),
-]
+TAGS = {
+    PREDICTIONS: "Submit generations, read and cancel them.",
+    HISTORY: "Your own predictions, newest first.",
+    UPLOADS: "Images to use as img2img sources, and img2img by upload.",
+    WEBHOOKS: "Signed job notifications: your signing secret, delivery logs, replays.",
+    SERVICE: "Health.",
+}
+SWAGGER_PATH = "/swagger"
 
 # The header as routes declare it (read by the idempotency layer itself, which also checks it).
 IdempotencyKey = Annotated[
@@ -94,9 +98,23 @@ class ContractResolver(APIGatewayHttpResolver):
     """The HTTP API resolver whose OpenAPI document (served at /openapi.json and shown by
     /swagger) holds only answers this API gives: Powertools documents a generic 422
     "Validation Error" for every validated route, but this API answers bad input with the 400
-    envelope (a 422 is an Idempotency-Key reused with another body, declared where it occurs)."""
+    envelope (a 422 is an Idempotency-Key reused with another body, declared where it occurs).
+
+    The document's configuration and the Swagger UI route are set up by the first request for the
+    document (or the first call of `get_openapi_schema`): they need Powertools' OpenAPI models,
+    whose import was about a fifth of the API function's cold start, and an ordinary API call
+    never uses them."""
+
+    _documented = False
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        # The Swagger UI route exists once the document is configured.
+        if str(event.get("rawPath") or "").rstrip("/").endswith(SWAGGER_PATH):
+            self._document()
+        return super().resolve(event, context)
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        self._document()
         document = super().get_openapi_schema(*args, **kwargs)
         for path in (document.paths or {}).values():
             for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
@@ -109,18 +127,22 @@ class ContractResolver(APIGatewayHttpResolver):
                 document.components.schemas.pop(name, None)
         return document
 
+    def _document(self) -> None:
+        """Title, resource tags and the bearer scheme of the document; Swagger UI at /swagger,
+        where Authorize takes an API key."""
+        if self._documented:
+            return
+        self._documented = True
+        from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
 
-def configure(app: APIGatewayHttpResolver) -> None:
-    """Title, resource tags and the bearer scheme of the document; Swagger UI at /swagger,
-    where Authorize takes an API key."""
-    scheme = HTTPBearer(description="Your fluxrelay API key, sent as `Authorization: Bearer fr_...`.")
-    document = {
-        "title": TITLE,
-        "version": VERSION,
-        "description": DESCRIPTION,
-        "tags": TAGS,
-        "security_schemes": {BEARER: scheme},
-        "security": [{BEARER: []}],
-    }
-    app.configure_openapi(**document)  # type: ignore[arg-type]
-    app.enable_swagger(path="/swagger", persist_authorization=True, **document)  # type: ignore[arg-type]
+        scheme = HTTPBearer(description="Your fluxrelay API key, sent as `Authorization: Bearer fr_...`.")
+        document = {
+            "title": TITLE,
+            "version": VERSION,
+            "description": DESCRIPTION,
+            "tags": [Tag(name=name, description=text) for name, text in TAGS.items()],
+            "security_schemes": {BEARER: scheme},
+            "security": [{BEARER: []}],
+        }
+        self.configure_openapi(**document)  # type: ignore[arg-type]
+        self.enable_swagger(path=SWAGGER_PATH, persist_authorization=True, **document)  # type: ignore[arg-type]

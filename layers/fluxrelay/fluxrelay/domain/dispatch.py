@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fluxrelay.domain.errors import (
     AmbiguousSubmitError,
@@ -16,9 +17,11 @@ from fluxrelay.domain.errors import (
 from fluxrelay.domain.jobs import JobError, JobItem, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, SlotPool, Upstream
-from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.observability import MetricName, count, logger
 from fluxrelay.settings import Settings
+
+if TYPE_CHECKING:
+    from fluxrelay.models.wire import GenerationRequest
 
 Clock = Callable[[], datetime]
 

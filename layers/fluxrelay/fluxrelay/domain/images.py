@@ -1,15 +1,14 @@
 """Recognising image bytes before we store (or pay for) them.
 
 Only the header is needed to learn format and size, so outputs can be checked from their
-first chunk and then streamed on to S3 without holding the whole file in memory.
+first chunk and then streamed on to S3 without holding the whole file in memory. Pillow is
+imported when an image is first looked at: the functions that never look at one never load it.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-
-from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from fluxrelay.domain.errors import InvalidRequestError
 
@@ -29,6 +28,10 @@ class NotAnImageError(InvalidRequestError):
     """The bytes are not a JPEG, PNG or WebP image we can decode."""
 
 
+class TooManyPixelsError(InvalidRequestError):
+    """The image is larger than Pillow's decompression-bomb limit."""
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     format: str  # jpeg | png | webp
@@ -38,7 +41,10 @@ class ImageInfo:
 
 
 def sniff(head: bytes, *, full: bool = False) -> ImageInfo:
-    """Identify an image from its first bytes (or, with `full`, decode it completely)."""
+    """Identify an image from its first bytes (or, with `full`, decode it completely).
+    Raises NotAnImageError, or TooManyPixelsError for a decompression bomb."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(head)) as img:
             if full:
@@ -47,6 +53,8 @@ def sniff(head: bytes, *, full: bool = False) -> ImageInfo:
             if fmt is None:
                 raise NotAnImageError(f"unsupported image format {img.format}; use JPEG, PNG or WebP")
             return ImageInfo(format=fmt[0], content_type=fmt[1], width=img.width, height=img.height)
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixelsError("the image has too many pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise NotAnImageError("the file is not a decodable JPEG, PNG or WebP image") from exc
 
@@ -60,6 +68,8 @@ _PILLOW_NAMES = {fmt: pillow for pillow, (fmt, _, _) in FORMATS.items()}
 def obscure(data: bytes, fmt: str) -> bytes:
     """The image shrunk to a few cells, scaled back to its size and blurred, in the same format
     (`jpeg`, `png` or `webp`) and with no metadata."""
+    from PIL import Image, ImageFilter
+
     with Image.open(io.BytesIO(data)) as img:
         rgb = img.convert("RGB")
     width, height = rgb.size

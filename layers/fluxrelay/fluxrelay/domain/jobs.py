@@ -15,7 +15,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import BaseModel, Field
 
 from fluxrelay.domain.usage import JobUsage
-from fluxrelay.models.wire import UtcDatetime
+from fluxrelay.models.types import UtcDatetime
 from fluxrelay.models.workflow import WebhookDelivery
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Unpack
+from typing import TYPE_CHECKING, Literal, Unpack
 
 from fluxrelay.domain.errors import NotFoundError
 from fluxrelay.domain.jobs import (
@@ -25,9 +25,11 @@ from fluxrelay.domain.jobs import (
     utcnow,
 )
 from fluxrelay.domain.ports import ExecutionStatus, JobStore, Workflow
-from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import WorkflowStart
 from fluxrelay.settings import CancelledOutputs, Settings
+
+if TYPE_CHECKING:
+    from fluxrelay.models.wire import GenerationRequest
 
 Clock = Callable[[], datetime]
 

@@ -18,7 +18,6 @@ from fluxrelay.domain.errors import (
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Upstream
-from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
 from fluxrelay.observability import MetricName, count, logger
 from fluxrelay.settings import Settings
@@ -104,6 +103,9 @@ class PollService:
 
     def _dispatch_queued(self, job: JobItem, now: datetime) -> CheckResultOutput:
         """A job waiting for an upstream slot: try to submit it now."""
+        # Only a queued job needs its request again: most checks never build the submit body's models.
+        from fluxrelay.models.wire import GenerationRequest
+
         request = GenerationRequest.model_validate(job.request, context=self.settings.validation_context())
         try:
             dispatched = self.dispatcher.dispatch(job, request, requeue_if_unsent=True)

@@ -8,14 +8,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol, Unpack
+from typing import TYPE_CHECKING, Literal, Protocol, Unpack
 
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState
-from fluxrelay.domain.usage import JobUsage
-from fluxrelay.models.notices import JobNotice
-from fluxrelay.models.upstream import UpstreamPrediction
-from fluxrelay.models.wire import Prediction
-from fluxrelay.models.workflow import WorkflowStart
+if TYPE_CHECKING:  # types only: importing the ports builds no model
+    from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState
+    from fluxrelay.domain.usage import JobUsage
+    from fluxrelay.models.notices import JobNotice
+    from fluxrelay.models.upstream import UpstreamPrediction
+    from fluxrelay.models.wire import Prediction
+    from fluxrelay.models.workflow import WorkflowStart
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ their workflows started by the `JobLifecycle`.
 Two ways an image becomes an img2img job, with the guarantees of an HTTP submit:
 - **Upload flow**: `img2img_ticket` validates the parameters at once, records the job in
   `waiting_upload` and hands out a presigned PUT to `img2img/<owner>/<job id>.<ext>`; the S3
-  event of that PUT starts the job (`ingest`). A timer (the upload-expiry state machine) calls
-  `expire` after the upload window: a job still waiting then ends as `timeout`.
+  event of that PUT starts the job (`ingest`). A timer (the upload-expiry state machine) runs
+  `UploadExpiryService.expire` after the upload window: a job still waiting then ends as `timeout`.
 - **Operator drops**: `img2img/drops/<name>.<ext>` next to a JSON sidecar `<name>.json` (the
   submit body minus `image`). The job id is derived from bucket, key and object version, so a
   redelivered S3 event maps to the same job.
@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 
 from fluxrelay.domain import images
@@ -51,7 +50,6 @@ from fluxrelay.models.wire import (
     describe_validation_error,
     parse_json_object,
 )
-from fluxrelay.models.workflow import ExpireUploadOutput
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings
 
@@ -166,30 +164,6 @@ class UploadService:
             raise
         if not started:
             logger.warning("no upload-expiry state machine configured: this job never expires")
-
-    def expire(self, job_id: str) -> ExpireUploadOutput:
-        """The upload-expiry timer fired: a job still waiting for its upload ends as `timeout`."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            return ExpireUploadOutput(job_id=job_id, status="missing", expired=False)
-        if job.status is not JobStatus.WAITING_UPLOAD:
-            return ExpireUploadOutput(job_id=job_id, status=job.status.value, expired=False)
-        if job.input_key and self.uploads.head(job.input_key) is not None:
-            # It did arrive; its S3 event is still queued (a burst) and will start the job.
-            logger.info("upload arrived, its event is still queued", extra={"job_id": job_id})
-            return ExpireUploadOutput(job_id=job_id, status=job.status.value, expired=False)
-        window = self.settings.upload_window_seconds
-        error = JobError(
-            type="upload_timeout", message=f"upload never arrived: nothing was uploaded within {window} s"
-        )
-        ended = self.lifecycle.move(
-            job_id, JobStatus.TIMEOUT, error=error, finished_at=self.lifecycle.clock()
-        )
-        if ended is None:  # the upload won the race
-            current = self.jobs.get(job_id) or job
-            return ExpireUploadOutput(job_id=job_id, status=current.status.value, expired=False)
-        self.lifecycle.notify_finished(job_id)
-        return ExpireUploadOutput(job_id=job_id, status=ended.status.value, expired=True)
 
     # --- S3 events ------------------------------------------------------------------------
     def ingest(self, obj: S3Object) -> str:
@@ -314,7 +288,7 @@ class UploadService:
                 )
             else:  # large: magic bytes and header (format, dimensions) only
                 found = images.sniff(self.uploads.read_head(key, images.HEAD_BYTES))
-        except Image.DecompressionBombError:
+        except images.TooManyPixelsError:
             raise InvalidRequestError("the uploaded image has too many pixels") from None
         except images.NotAnImageError as exc:
             raise InvalidRequestError(f"the uploaded file is not usable: {exc.message}") from None

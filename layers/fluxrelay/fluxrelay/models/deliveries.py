@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from fluxrelay.models.history import PredictionListQuery
-from fluxrelay.models.wire import Envelope, UtcDatetime, _whole_number
+from fluxrelay.models.types import UtcDatetime
+from fluxrelay.models.wire import Envelope, _whole_number
 
 
 class WebhookAttemptRecord(BaseModel):

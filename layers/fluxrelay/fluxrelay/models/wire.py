@@ -20,18 +20,15 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
     StrictStr,
     ValidationError,
@@ -44,6 +41,8 @@ from pydantic_core import PydanticCustomError
 
 from fluxrelay.adapters.urlguard.rules import MAX_URL_LENGTH, UrlPolicy, url_problem
 from fluxrelay.domain.errors import InvalidRequestError
+from fluxrelay.models.types import UtcDatetime
+from fluxrelay.models.upstream import MODEL_ID
 
 __all__ = [
     "ALLOWED_UPLOAD_CONTENT_TYPES",
@@ -94,8 +93,6 @@ __all__ = [
     "parse_json_object",
     "success",
 ]
-
-MODEL_ID = "wavespeed-ai/flux-schnell-lora"
 
 # Upstream only says "non-empty"; 2000 characters is our cap. FLUX's T5 encoder reads at most
 # 512 tokens (schnell: 256), so longer prompts are silently truncated anyway and only cost
@@ -398,26 +395,6 @@ def parse_cancel_after(value: str) -> int:
 
 
 # --- prediction -----------------------------------------------------------------------------
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _rfc3339(value: datetime) -> str:
-    # Fixed width (always 6 fraction digits, "Z"), so the strings also sort chronologically.
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-UtcDatetime = Annotated[
-    AwareDatetime,
-    AfterValidator(_to_utc),
-    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
-]
-"""A timezone-aware datetime (naive ones are rejected), kept in UTC, JSON as RFC 3339 "...Z".
-
-Upstream sends nanoseconds; Python keeps microseconds (the last 3 digits are dropped).
-"""
-
-
 class PredictionUrls(BaseModel):
     get: str
 

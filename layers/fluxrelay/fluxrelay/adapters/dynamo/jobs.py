@@ -31,7 +31,7 @@ from fluxrelay.domain.jobs import (
 )
 from fluxrelay.domain.ports import JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
-from fluxrelay.models.wire import UtcDatetime
+from fluxrelay.models.types import UtcDatetime
 
 OWNER_INDEX = "by_owner"  # hash key owner, range key created_at (the template's GSI)
 # Index bounds in the exact text form `created_at` is stored in.

@@ -1,8 +1,4 @@
-"""Predictions: submit (async or sync mode), and the result of a job.
-
-No `from __future__ import annotations` here: Powertools reads the route signatures through
-`tracer.capture_method`'s wrapper, whose globals cannot resolve string annotations.
-"""
+"""Predictions: submit (async or sync mode), and the result of a job."""
 
 import time
 from typing import Annotated
@@ -26,7 +22,7 @@ from fluxrelay.models.wire import (
     PredictionEnvelope,
     parse_cancel_after,
 )
-from fluxrelay.observability import MetricName, count, logger, milliseconds, tracer
+from fluxrelay.observability import MetricName, count, logger, milliseconds
 
 SUBMIT_PATH = "/api/v3/wavespeed-ai/flux-schnell-lora"
 _SYNC_POLL_SECONDS = 0.5
@@ -60,7 +56,6 @@ def _present(job: JobItem, headers: dict[str, str] | None = None, *, with_metric
     tags=[openapi.PREDICTIONS],
     responses=openapi.responses(PredictionEnvelope, 400, 401, 409, 415, 422, 429, 502, 503),
 )
-@tracer.capture_method
 def submit(
     request: Annotated[GenerationRequest, Body()],
     webhook: Annotated[str | None, Query(description="https URL to receive the signed webhook")] = None,

@@ -1,0 +1,149 @@
+"""Cold-start benchmark: each function's cold import against what it cannot avoid.
+
+Measured as the CPU time of whole processes. For every `functions/<name>/app.py`, a fresh Python
+process imports the handler module and builds what its first invocation builds: the services it
+asks the composition root for, and the AWS clients it talks to (nothing is sent anywhere). The
+baseline is a fresh process that imports boto3, creates the same AWS clients (and an httpx
+client where the function talks HTTP: the upstream, webhooks, output URLs) and builds the
+Powertools Logger. Each side runs several times, interleaved, so a busy moment of a shared machine
+slows both alike; the medians give one ratio per function.
+
+`make bench-coldstart` runs both sides with the interpreter of `.venv-coldstart`, a virtualenv
+holding exactly the layer's requirements (what a deployed function has on its path), and the
+package from `layers/fluxrelay`: the development virtualenv's extra packages change what some
+libraries load (httpx imports its command-line tool's dependencies when they are installed).
+The processes see a Lambda-like environment (AWS_LAMBDA_FUNCTION_NAME set), so Powertools behaves
+as it does in a deployed function. RUNS=n sets the runs per side, TARGET the ratio to meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO_ROOT / "functions"
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    services: tuple[str, ...]  # what its first invocation asks the container for
+    aws: tuple[str, ...]  # the boto3 clients it talks to
+    http: bool  # whether it talks HTTP (the upstream, webhooks, output URLs)
+    # Modules the first invocation imports on its own (Pillow, where it looks at an image), so the
+    # handler side counts what a cold start pays even when an import is deferred.
+    first_use: tuple[str, ...] = ()
+
+
+CATALOGUE = (
+    Function(
+        "api",
+        ("submit", "presenter", "limiter", "idempotency"),
+        ("dynamodb", "stepfunctions", "s3", "secretsmanager"),
+        True,
+    ),
+    Function("authorizer", ("keys",), ("dynamodb",), False),
+    Function("check_result", ("poll",), ("dynamodb", "stepfunctions"), True),
+    Function("expire_upload", ("upload_expiry",), ("dynamodb", "s3", "stepfunctions"), False),
+    Function("mark_failed", ("fail",), ("dynamodb",), False),
+    Function("notify", ("notify",), ("dynamodb", "sns", "s3", "secretsmanager"), True),
+    Function("park_job", ("lifecycle",), ("dynamodb", "stepfunctions"), False),
+    Function("s3_trigger", ("uploads",), ("dynamodb", "s3", "stepfunctions"), True, ("PIL.Image",)),
+    Function("store_outputs", ("store_outputs",), ("dynamodb", "s3"), True, ("PIL.Image",)),
+    Function("sweep_jobs", ("sweeper",), ("dynamodb", "stepfunctions"), True),
+)
+
+# What a deployed function has in its environment, minus anything secret; no value is contacted.
+ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_LAMBDA_FUNCTION_NAME": "fluxrelay-coldstart",
+    "TABLE_NAME": "fluxrelay-jobs",
+    "BUCKET_NAME": "fluxrelay-media",
+    "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:fluxrelay-jobs",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fluxrelay",
+    "UPLOAD_EXPIRY_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:expiry",
+    "WAVESPEED_SECRET_NAME": "fluxrelay/wavespeed",
+    "POWERTOOLS_SERVICE_NAME": "fluxrelay",
+    "POWERTOOLS_METRICS_NAMESPACE": "FluxRelay",
+}
+
+
+def handler_script(fn: Function) -> str:
+    services = "".join(f"c.{name}\n" for name in fn.services)
+    clients = "".join(f"c.aws({service!r})\n" for service in fn.aws)
+    later = "".join(f"import {module}\n" for module in fn.first_use)
+    return (
+        f"import sys\nsys.path.insert(0, {str(FUNCTIONS / fn.name)!r})\nimport app\n"
+        f"from fluxrelay import composition\nc = composition.container()\n{services}{clients}{later}"
+    )
+
+
+def baseline_script(fn: Function) -> str:
+    clients = "".join(f"boto3.client({service!r})\n" for service in fn.aws)
+    http = "import httpx\nhttpx.Client()\n" if fn.http else ""
+    return f"import boto3\n{clients}{http}from aws_lambda_powertools import Logger\nLogger()\n"
+
+
+def run_once(python: str, script: str) -> float:
+    """CPU seconds (user + system) of one fresh process running `script`: on a shared machine
+    a process's own CPU time varies far less than its wall-clock time."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHON"))}
+    env = {**keep, **ENVIRONMENT, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([python, "-c", script], check=True, env=env, cwd=REPO_ROOT)  # noqa: S603 - our scripts
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure(python: str, fn: Function, runs: int) -> tuple[float, float]:
+    handler, baseline = [], []
+    for _ in range(runs):
+        handler.append(run_once(python, handler_script(fn)))
+        baseline.append(run_once(python, baseline_script(fn)))
+    return statistics.median(handler), statistics.median(baseline)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", "7")))
+    parser.add_argument("--target", type=float, default=float(os.environ.get("TARGET", "1.3")))
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure with")
+    parser.add_argument("functions", nargs="*", help="function names (default: every function)")
+    args = parser.parse_args(argv)
+    found = {p.parent.name for p in FUNCTIONS.glob("*/app.py")}
+    missing = found - {fn.name for fn in CATALOGUE}
+    if missing:
+        parser.error(f"no benchmark entry for {sorted(missing)}")
+    chosen = [fn for fn in CATALOGUE if not args.functions or fn.name in args.functions]
+    print(f"cold import, median CPU time of {args.runs} fresh processes a side (target <= {args.target}x)")
+    print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        baseline")
+    failed = []
+    for fn in chosen:
+        handler, baseline = measure(args.python, fn, args.runs)
+        ratio = handler / baseline
+        verdict = "PASS" if ratio <= args.target else "FAIL"
+        if verdict == "FAIL":
+            failed.append(fn.name)
+        base = "boto3 + " + ", ".join(fn.aws) + (" + httpx" if fn.http else "") + " + Logger"
+        print(
+            f"{fn.name:<15}{handler * 1000:>7.0f}ms{baseline * 1000:>8.0f}ms{ratio:>7.2f}  {verdict}  {base}"
+        )
+    print(
+        f"{len(chosen) - len(failed)}/{len(chosen)} functions within {args.target}x"
+        + (f"; over: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
