@@ -35,29 +35,38 @@ FUNCTIONS = REPO_ROOT / "functions"
 class Function:
     name: str
     services: tuple[str, ...]  # what its first invocation asks the container for
-    aws: tuple[str, ...]  # the boto3 clients it talks to
+    aws: tuple[str, ...]  # the boto3 clients it talks to (Secrets Manager: the WaveSpeed key too)
     http: bool  # whether it talks HTTP (the upstream, webhooks, output URLs)
-    # Modules the first invocation imports on its own (Pillow, where it looks at an image), so the
-    # handler side counts what a cold start pays even when an import is deferred.
+    # Modules its first invocation imports on its own: Pillow where it looks at an image, the
+    # secrets adapter where it reads the WaveSpeed key. The handler side counts what a cold start
+    # pays, also where the composition root defers an import to the first call.
     first_use: tuple[str, ...] = ()
 
 
+PILLOW, SECRETS = "PIL.Image", "fluxrelay.adapters.secrets"
 CATALOGUE = (
     Function(
         "api",
         ("submit", "presenter", "limiter", "idempotency"),
         ("dynamodb", "stepfunctions", "s3", "secretsmanager"),
         True,
+        (SECRETS,),
     ),
     Function("authorizer", ("keys",), ("dynamodb",), False),
-    Function("check_result", ("poll",), ("dynamodb", "stepfunctions"), True),
+    Function("check_result", ("poll",), ("dynamodb", "stepfunctions", "secretsmanager"), True, (SECRETS,)),
     Function("expire_upload", ("upload_expiry",), ("dynamodb", "s3", "stepfunctions"), False),
     Function("mark_failed", ("fail",), ("dynamodb",), False),
     Function("notify", ("notify",), ("dynamodb", "sns", "s3", "secretsmanager"), True),
     Function("park_job", ("lifecycle",), ("dynamodb", "stepfunctions"), False),
-    Function("s3_trigger", ("uploads",), ("dynamodb", "s3", "stepfunctions"), True, ("PIL.Image",)),
-    Function("store_outputs", ("store_outputs",), ("dynamodb", "s3"), True, ("PIL.Image",)),
-    Function("sweep_jobs", ("sweeper",), ("dynamodb", "stepfunctions"), True),
+    Function(
+        "s3_trigger",
+        ("uploads",),
+        ("dynamodb", "s3", "stepfunctions", "secretsmanager"),
+        True,
+        (PILLOW, SECRETS),
+    ),
+    Function("store_outputs", ("store_outputs",), ("dynamodb", "s3"), True, (PILLOW,)),
+    Function("sweep_jobs", ("sweeper",), ("dynamodb", "stepfunctions", "secretsmanager"), True, (SECRETS,)),
 )
 
 # What a deployed function has in its environment, minus anything secret; no value is contacted.

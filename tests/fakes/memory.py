@@ -1,15 +1,18 @@
-"""In-memory fakes of the ports, with the same conditional-status semantics as DynamoDB."""
+"""In-memory fakes of the ports, with the same conditional-status semantics as DynamoDB.
+
+The contract suite (tests/contract) holds each fake and its DynamoDB adapter to the same cases.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, Unpack
 
 from fluxrelay.domain.errors import ConflictError, NotFoundError, OutputUnavailableError
-from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources
+from fluxrelay.domain.jobs import JobFields, JobItem, JobStatus, WebhookState, allowed_sources, utcnow
 from fluxrelay.domain.ports import ExecutionStatus, JobFilter, JobPage, JobPosition
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
@@ -18,9 +21,12 @@ from fluxrelay.models.workflow import WorkflowStart
 
 
 class MemoryJobStore:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        """`clock` stamps `updated_at` on every write, as DynamoDB's adapter does with the time
+        of the write; a test whose services run on a test clock gives the store the same one."""
         self.items: dict[str, JobItem] = {}
         self.writes = 0
+        self._clock = clock
         self._lock = threading.Lock()
 
     def create(self, job: JobItem) -> None:
@@ -39,14 +45,14 @@ class MemoryJobStore:
             job = self.items.get(job_id)
             if job is None or job.status not in allowed_sources(to):
                 return None
-            self.items[job_id] = job.model_copy(update={"status": to, **fields})
+            self.items[job_id] = job.model_copy(update={"status": to, "updated_at": self._clock(), **fields})
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
     def claim(self, job_id: str, field: Literal["dispatched_at"], value: datetime) -> bool:
         with self._lock:
-            job = self.items[job_id]
-            if getattr(job, field) is not None or job.status.terminal:
+            job = self.items.get(job_id)
+            if job is None or getattr(job, field) is not None or job.status.terminal:
                 return False
             self.items[job_id] = job.model_copy(update={field: value})
             return True
@@ -56,7 +62,7 @@ class MemoryJobStore:
             job = self.items.get(job_id)
             if job is None or job.webhook is None or job.webhook.attempts != expected_attempts:
                 return None
-            self.items[job_id] = job.model_copy(update={"webhook": webhook})
+            self.items[job_id] = job.model_copy(update={"webhook": webhook, "updated_at": self._clock()})
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
@@ -79,8 +85,8 @@ class MemoryJobStore:
 
     def claim_resume(self, job_id: str, seen: int) -> bool:
         with self._lock:
-            job = self.items[job_id]
-            if job.resumes != seen:
+            job = self.items.get(job_id)
+            if job is None or job.resumes != seen:
                 return False
             self.items[job_id] = job.model_copy(update={"resumes": seen + 1})
             return True
@@ -93,7 +99,7 @@ class MemoryJobStore:
         with self._lock:
             if job_id not in self.items:
                 raise NotFoundError(job_id)
-            self.items[job_id] = self.items[job_id].model_copy(update=fields)
+            self.items[job_id] = self.items[job_id].model_copy(update={"updated_at": self._clock(), **fields})
             self.writes += 1
             return self.items[job_id].model_copy(deep=True)
 
@@ -215,7 +221,9 @@ class MemorySlots:
         self.held: set[str] = set()
 
     def acquire(self, job_id: str) -> bool:
-        if self.capacity and job_id not in self.held and len(self.held) >= self.capacity:
+        if not self.capacity:  # no cap: nothing to keep track of, as in DynamoDB
+            return True
+        if job_id not in self.held and len(self.held) >= self.capacity:
             return False
         self.held.add(job_id)
         return True

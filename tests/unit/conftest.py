@@ -31,9 +31,10 @@ class Clock:
 @pytest.fixture
 def world() -> dict[str, Any]:
     """The in-memory fakes the domain services of one test share, and its clock."""
+    clock = Clock()
     return {
-        "clock": Clock(),
-        "store": MemoryJobStore(),
+        "clock": clock,
+        "store": MemoryJobStore(clock=clock),  # writes stamp `updated_at` with the test's time
         "workflow": RecordingWorkflow(),
         "secrets": FixedSecrets(),
         "slots": MemorySlots(),

@@ -37,6 +37,7 @@ from fluxrelay.settings import Settings
 from tests.fakes.memory import (
     MemoryOutputSource,
     MemoryOutputStore,
+    MemorySlots,
     RecordingNotifier,
     ScriptedSender,
 )
@@ -662,6 +663,7 @@ def test_a_dispatch_that_died_midway_is_never_resent_and_awaits_adoption(world: 
 def test_an_ambiguous_submit_is_not_failed_but_keeps_its_slot_and_starts_the_workflow(
     world: dict[str, Any],
 ) -> None:
+    world["slots"] = MemorySlots(capacity=2)  # with a cap: without one no slot is kept at all
     upstream = FakeUpstream(submit_error=AmbiguousSubmitError("timed out after send"))
     job = submitter(world, upstream).submit("alice", request())
     assert (job.status, job.upstream_id, job.error) == (JobStatus.CREATED, None, None)

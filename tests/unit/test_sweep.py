@@ -9,6 +9,7 @@ from typing import Any
 from fluxrelay.domain.jobs import JobItem, JobStatus
 from fluxrelay.domain.ports import ExecutionStatus
 from fluxrelay.domain.sweep import SweepService
+from tests.fakes.memory import MemorySlots
 from tests.unit.test_service import T0, FakeUpstream, dispatcher, lifecycle, request, settings, submitter
 
 GRACE = 120
@@ -85,6 +86,7 @@ def test_an_overdue_job_is_ended_as_timeout_stopped_and_notified_once(world: dic
 
 
 def test_the_sweeper_frees_the_slots_of_ended_jobs(world: dict[str, Any]) -> None:
+    world["slots"] = MemorySlots(capacity=2)  # with a cap: without one no slot is kept at all
     job = running_job(world)
     world["store"].transition(job.job_id, JobStatus.FAILED)  # ended without reaching Notify
     assert world["slots"].held == {job.job_id}
