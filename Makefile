@@ -39,7 +39,7 @@ test: $(STAMP) chromium
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/contract
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
