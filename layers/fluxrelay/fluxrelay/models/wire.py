@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -116,15 +116,18 @@ def _violation(rule: str) -> PydanticCustomError:
     return PydanticCustomError(_RULE_ERROR, "{rule}", {"rule": rule})
 
 
-def _rule(rule: str, *, reject: tuple[type, ...] = ()) -> WrapValidator:
+def _rule(
+    rule: str, *, reject: tuple[type, ...] = (), refuse: Callable[[Any], bool] | None = None
+) -> WrapValidator:
     """Replace whatever pydantic says about a value with one stable sentence.
 
     `reject` lists input types refused before pydantic's lax coercion sees them (bool is an int
-    subclass, so without this `true` would quietly become `1`).
+    subclass, so without this `true` would quietly become `1`); `refuse` refuses other inputs
+    before coercion.
     """
 
     def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        if isinstance(value, reject):
+        if isinstance(value, reject) or (refuse is not None and refuse(value)):
             raise _violation(rule)
         try:
             return handler(value)
@@ -139,18 +142,11 @@ _INT_STRING = re.compile(r"-?[0-9]{1,20}")
 
 def _whole_number(rule: str) -> WrapValidator:
     """Lax ints, minus the surprises: 4, 4.0 and "4" pass; true, 4.5, "4.0", " 4", b"4" do not."""
-
-    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        if isinstance(value, bool | bytes | bytearray) or (
-            isinstance(value, str) and not _INT_STRING.fullmatch(value)
-        ):
-            raise _violation(rule)
-        try:
-            return handler(value)
-        except ValidationError:
-            raise _violation(rule) from None
-
-    return WrapValidator(validate)
+    return _rule(
+        rule,
+        reject=(bool, bytes, bytearray),
+        refuse=lambda value: isinstance(value, str) and not _INT_STRING.fullmatch(value),
+    )
 
 
 _NUMBER_REJECT = (bool, bytes, bytearray)

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 import httpx
 
@@ -28,6 +28,18 @@ from fluxrelay.adapters.urlguard.rules import (
 __all__ = ["DEFAULT_MAX_BYTES", "SafeResponse", "SafeStream", "safe_request", "safe_stream"]
 
 DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword options of `safe_stream`, which `safe_request` passes on."""
+
+    content: bytes | None
+    headers: Mapping[str, str] | None
+    timeout: float
+    max_bytes: int
+    client: httpx.Client | None
+    resolver: Resolver | None
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,32 +194,9 @@ def _capped_chunks(
         response.close()
 
 
-def safe_request(
-    method: str,
-    url: str,
-    policy: UrlPolicy,
-    *,
-    content: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 10.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    client: httpx.Client | None = None,
-    resolver: Resolver | None = None,
-    label: str = "URL",
-) -> SafeResponse:
+def safe_request(method: str, url: str, policy: UrlPolicy, **options: Unpack[RequestOptions]) -> SafeResponse:
     """`safe_stream`, read whole. Raises `UnsafeUrlError`, `FetchError` or `ResponseTooLargeError`."""
-    with safe_stream(
-        method,
-        url,
-        policy,
-        content=content,
-        headers=headers,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        client=client,
-        resolver=resolver,
-        label=label,
-    ) as stream:
+    with safe_stream(method, url, policy, **options) as stream:
         body = stream.read()
         return SafeResponse(
             status_code=stream.status_code,
