@@ -5,8 +5,9 @@ process imports the handler module and builds what its first invocation builds: 
 asks the composition root for, and the AWS clients it talks to (nothing is sent anywhere). The
 baseline is a fresh process that imports boto3, creates the same AWS clients (and an httpx
 client where the function talks HTTP: the upstream, webhooks, output URLs) and builds the
-Powertools Logger. Each side runs several times, interleaved, so a busy moment of a shared machine
-slows both alike; the medians give one ratio per function.
+Powertools Logger. Each side runs several times, interleaved; the ratio of a function is the median
+of its runs' ratios (each handler process against the baseline process beside it), so a busy
+moment of a shared machine slows both sides of a pair alike.
 
 `make bench-coldstart` runs both sides with the interpreter of `.venv-coldstart`, a virtualenv
 holding exactly the layer's requirements (what a deployed function has on its path), and the
@@ -114,12 +115,16 @@ def run_once(python: str, script: str) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(python: str, fn: Function, runs: int) -> tuple[float, float]:
+def measure(python: str, fn: Function, runs: int) -> tuple[float, float, float]:
+    """Medians of the handler's and the baseline's CPU times, and of their ratios run by run: each
+    handler process is paired with the baseline process started right after it, so a load that
+    changes over the minutes of a run slows both sides of a pair alike."""
     handler, baseline = [], []
     for _ in range(runs):
         handler.append(run_once(python, handler_script(fn)))
         baseline.append(run_once(python, baseline_script(fn)))
-    return statistics.median(handler), statistics.median(baseline)
+    ratios = [h / b for h, b in zip(handler, baseline, strict=True)]
+    return statistics.median(handler), statistics.median(baseline), statistics.median(ratios)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        baseline")
     failed = []
     for fn in chosen:
-        handler, baseline = measure(args.python, fn, args.runs)
-        ratio = handler / baseline
+        handler, baseline, ratio = measure(args.python, fn, args.runs)
         verdict = "PASS" if ratio <= args.target else "FAIL"
         if verdict == "FAIL":
             failed.append(fn.name)
