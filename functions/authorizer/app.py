@@ -11,10 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import event_source
-from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    APIGatewayAuthorizerEventV2,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
@@ -43,9 +39,10 @@ def _bearer(headers: dict[str, str]) -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@event_source(data_class=APIGatewayAuthorizerEventV2)
-def handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
-    key = _bearer({k.lower(): v for k, v in (event.headers or {}).items()})
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The headers are read from the event dict itself: Powertools' authorizer event class would
+    # import its whole data_classes package (every event source's class) on each cold start.
+    key = _bearer({k.lower(): v for k, v in (event.get("headers") or {}).items()})
     if not key:
         return {"isAuthorized": True, "context": {"owner": "", "auth_error": "missing"}}
     record = _lookup(key)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fluxrelay.domain.deliveries import Replay, message_id
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
-from fluxrelay.models.deliveries import (
-    WebhookAttemptRecord,
-    WebhookDeliveryLog,
-    WebhookRedeliveryReport,
-    WebhookReplayRecord,
-)
 from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings, WithheldOutputs
 from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.settings import Settings
+
+if TYPE_CHECKING:
+    # Imported where they are built: the notify task presents predictions on every cold start
+    # and never a delivery log, whose models (and the history queries they extend) cost it
+    # about a tenth of its import.
+    from fluxrelay.models.deliveries import WebhookDeliveryLog, WebhookRedeliveryReport
 
 
 @dataclass
@@ -84,6 +85,8 @@ def _withheld(job: JobItem) -> WithheldOutputs | None:
 def delivery_log(job: JobItem) -> WebhookDeliveryLog:
     """A job's webhook delivery log. Only the URL's host is shown: its path or query may hold a
     token the receiver checks."""
+    from fluxrelay.models.deliveries import WebhookAttemptRecord, WebhookDeliveryLog
+
     hook = job.webhook
     if hook is None:
         return WebhookDeliveryLog(id=job.job_id, state=WebhookDelivery.NONE.value, attempts=0, items=[])
@@ -117,6 +120,8 @@ def delivery_log(job: JobItem) -> WebhookDeliveryLog:
 
 def redelivery_report(replays: list[Replay], next_cursor: str | None) -> WebhookRedeliveryReport:
     """A bulk replay's answer: each job's outcome and how many came to each."""
+    from fluxrelay.models.deliveries import WebhookRedeliveryReport, WebhookReplayRecord
+
     outcomes = [replay.outcome for replay in replays]
     return WebhookRedeliveryReport(
         matched=len(replays),
