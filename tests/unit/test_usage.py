@@ -78,3 +78,24 @@ def test_the_prediction_metrics_come_from_the_job_and_the_price_table() -> None:
     }
     # Only the GET routes ask for them; submit answers and webhook bodies stay WaveSpeed's shape.
     assert "metrics" not in presenter.present(job).model_dump(mode="json", by_alias=True)
+
+
+@pytest.mark.parametrize("disabled", ["true", "false"])
+def test_jobs_finished_is_one_emf_record_unless_metrics_are_disabled(
+    disabled: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from fluxrelay.observability import count_job_finished
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", disabled)
+    count_job_finished("completed", "job-1")
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    if disabled == "true":
+        assert lines == []  # the local stack and the bench print no EMF noise
+        return
+    (record,) = [json.loads(line) for line in lines]
+    assert record["JobsFinished"] == [1.0]
+    assert (record["status"], record["job_id"]) == ("completed", "job-1")
+    assert "status" in record["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]

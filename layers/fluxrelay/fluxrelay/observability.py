@@ -14,7 +14,7 @@ import os
 from enum import StrEnum
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 # The template sets the namespace; outside Lambda (tests, tools) the same default applies, so
 # code that emits a metric never fails for want of one.
@@ -49,13 +49,12 @@ def milliseconds(name: MetricName, value: float) -> None:
 
 def count_job_finished(status: str, job_id: str) -> None:
     """`JobsFinished` with its own `status` dimension (a dimension added to `metrics` would land
-    on every metric of the invocation and split them all), and the job id as metadata."""
-    with single_metric(
-        name=MetricName.JOBS_FINISHED.value,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=NAMESPACE,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="status", value=status)
-        metric.add_metadata(key="job_id", value=job_id)
+    on every metric of the invocation and split them all), and the job id as metadata. Its own
+    EMF record, flushed at once; like `metrics`, it prints nothing when metrics are disabled
+    (Powertools' `single_metric` would print regardless)."""
+    metric = EphemeralMetrics(namespace=NAMESPACE)
+    metric.set_default_dimensions(**metrics.default_dimensions)
+    metric.add_dimension(name="status", value=status)
+    metric.add_metric(name=MetricName.JOBS_FINISHED.value, unit=MetricUnit.Count, value=1)
+    metric.add_metadata(key="job_id", value=job_id)
+    metric.flush_metrics()

@@ -8,6 +8,7 @@ against the real host name; they never follow redirects, and cap the body size a
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -88,6 +89,13 @@ def _fetch_error(exc: httpx.HTTPError, host: str) -> FetchError:
     return FetchError(f"request to host {host} failed ({type(exc).__name__})", retryable=False)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The trust store of httpx's default client, loaded once per process: building it reads
+    the whole CA bundle (tens of milliseconds of CPU), too much to spend on every fetch."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def _request_headers(checked: CheckedUrl, headers: Mapping[str, str] | None) -> dict[str, str]:
     out = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
     if not any(k.lower() == "accept-encoding" for k in out):
@@ -118,7 +126,8 @@ def safe_stream(
     bounds each network operation and the whole exchange (checked between chunks, so a server
     dripping bytes is cut off after about `timeout`, at worst 2 x `timeout`).
 
-    Without `client`, a fresh client (no proxies or .netrc from the environment) is used and closed.
+    Without `client`, a fresh client (no proxies or .netrc from the environment, the process's
+    one TLS context) is used and closed.
     A shared `client` works too, but its connection pool is keyed by IP: share one only between
     URLs whose hosts you trust alike.
     """
@@ -129,7 +138,7 @@ def safe_stream(
     # (httpcore reads the `sni_hostname` request extension; see httpcore/_sync/connection.py).
     extensions = {} if checked.is_ip_literal else {"sni_hostname": checked.host}
     owns_client = client is None
-    http = client or httpx.Client(trust_env=False, follow_redirects=False)
+    http = client or httpx.Client(trust_env=False, follow_redirects=False, verify=_tls_context())
     response: httpx.Response | None = None
     try:
         address = ""
