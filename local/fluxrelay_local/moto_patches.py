@@ -14,6 +14,21 @@ intervals); tests scale those waits down so a job runs in milliseconds.
 backend of every request by listing its own package directory and matching a few hundred URL
 patterns (about 2 ms of CPU), under one lock that every request of every service takes; the
 answer for a host never changes, so it is looked up once per host.
+
+`plain_attribute_values`: the same kind of overhead. moto serializes every response by walking
+its botocore shape member by member; a DynamoDB item is a tree of AttributeValues, so each
+GetItem, PutItem or UpdateItem with ReturnValues spent milliseconds of CPU per item (most of
+what a DynamoDB call cost here). An AttributeValue is written out in one pass instead, to the
+same JSON (binary values base64, as the shape walk does).
+
+`parsed_once`: the same kind of overhead. moto's Step Functions lexes and parses the state
+machine's definition with ANTLR at every execution start (tens of milliseconds of CPU); the
+parse tree of a definition is kept, and each execution still gets its own freshly built
+evaluation components (the tree is only read).
+
+`shared_lambda_clients`: the same kind of overhead. moto's Step Functions interpreter builds a
+new boto3 Lambda client (15-25 ms of CPU) for every Lambda task it runs; it keeps one per region
+and endpoint instead (boto3 clients are thread-safe).
 """
 
 from __future__ import annotations
@@ -68,6 +83,98 @@ def cached_service_lookup() -> Iterator[None]:
         yield
     finally:
         DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
+
+
+_ATTRIBUTE_VALUE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
+@contextmanager
+def plain_attribute_values() -> Iterator[None]:
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def plain(serializer: Any, value: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for member, item in value.items():
+            if member not in _ATTRIBUTE_VALUE_MEMBERS or item is None:
+                continue  # what the shape walk leaves out
+            if member == "B":
+                out[member] = serializer._base64(item)
+            elif member == "BS":
+                out[member] = [serializer._base64(b) for b in item]
+            elif member == "M":
+                out[member] = {k: plain(serializer, v) for k, v in item.items()}
+            elif member == "L":
+                out[member] = [plain(serializer, v) for v in item]
+            else:
+                out[member] = item
+        return out
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if shape.name == "AttributeValue" and key and isinstance(value, dict):
+            self._default_serialize(serialized, plain(self, value), shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BaseJSONSerializer._serialize_type_structure = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def parsed_once() -> Iterator[None]:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = AmazonStateLanguageParser.parse
+    trees: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.get(definition)
+        if tree is None:
+            # Syntax errors raise here, every time, as before; only good trees are kept.
+            _, tree = original(definition)
+            with lock:
+                if len(trees) > 32:  # a few state machines, each re-created now and then
+                    trees.clear()
+                trees[definition] = tree
+        return Preprocessor().visit(tree), tree
+
+    AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        AmazonStateLanguageParser.parse = staticmethod(original)  # type: ignore[method-assign]
+
+
+@contextmanager
+def shared_lambda_clients() -> Iterator[None]:
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    original = lambda_eval_utils.boto_client_for
+    clients: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # The original ignores the credentials (it signs with fixed fake keys).
+        key = (region, service, moto_server_port(), botocore_stubber.enabled)
+        with lock:
+            if key not in clients:
+                clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+            return clients[key]
+
+    lambda_eval_utils.boto_client_for = boto_client_for
+    try:
+        yield
+    finally:
+        lambda_eval_utils.boto_client_for = original
 
 
 @contextmanager

@@ -36,7 +36,14 @@ from fluxrelay_local.config import (
 )
 from fluxrelay_local.deploy import DeployedStack, deploy_template
 from fluxrelay_local.lambdas import LambdaRunner, function_env
-from fluxrelay_local.moto_patches import atomic_dynamodb_writes, cached_service_lookup, scaled_time
+from fluxrelay_local.moto_patches import (
+    atomic_dynamodb_writes,
+    cached_service_lookup,
+    parsed_once,
+    plain_attribute_values,
+    scaled_time,
+    shared_lambda_clients,
+)
 from fluxrelay_local.persistence import Execution, Snapshot, StateStore
 from fluxrelay_local.resources import StackResources
 
@@ -305,6 +312,9 @@ class LocalStack:
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         self._exits.enter_context(atomic_dynamodb_writes())
         self._exits.enter_context(cached_service_lookup())
+        self._exits.enter_context(plain_attribute_values())
+        self._exits.enter_context(parsed_once())
+        self._exits.enter_context(shared_lambda_clients())
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=cfg.aws_port, verbose=False)
         with signals_deferred():
             self._moto.start()
