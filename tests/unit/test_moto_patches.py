@@ -72,3 +72,21 @@ def test_dynamodb_items_are_answered_as_moto_answers_them(monkeypatch: pytest.Mo
     plain = answers(False, monkeypatch)
     assert [name for name, _ in plain] == ["PutItem", "PutItem", "GetItem", "UpdateItem", "Scan"]
     assert answers(True, monkeypatch) == plain
+
+
+def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    from fluxrelay_local.moto_patches import parsed_once
+
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    with parsed_once():
+        first, tree = AmazonStateLanguageParser.parse(definition)
+        second, same_tree = AmazonStateLanguageParser.parse(definition)
+        for _ in range(2):  # a broken definition is refused every time, never kept
+            with pytest.raises(ASLParserException):
+                AmazonStateLanguageParser.parse('{"StartAt": ')
+    assert same_tree is tree
+    assert second is not first
+    assert type(second) is type(first)
+    assert AmazonStateLanguageParser.parse(definition)[1] is not tree  # unpatched again
