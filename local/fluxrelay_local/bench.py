@@ -376,7 +376,7 @@ def collect(target: Target, receiver: WebhookReceiver, runs: list[JobRun], timeo
         )
 
     received = target.standin.received if target.standin is not None else _standin_requests(target)
-    tasks = getattr(target.standin, "_tasks", {}) if target.standin is not None else {}
+    tasks = {t.id: t for t in target.standin.tasks()} if target.standin is not None else {}
     offset = time.time() - time.monotonic()  # the stand-in's clock is time.monotonic
     for run in runs:
         if not run.upstream_id:
