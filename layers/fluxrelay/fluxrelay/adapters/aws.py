@@ -6,6 +6,8 @@ boto3 honours `AWS_ENDPOINT_URL` itself, which is how the local stack points eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -19,6 +21,25 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 
 def client(service: str, **kwargs: Any) -> Any:
     return boto3.client(service, config=_CONFIG, **kwargs)
+
+
+class LazyClient:
+    """An adapter's boto3 client, made at its first call: the client given, else the factory's
+    (the composition root's shared one), else a default client of `service`. A task that never
+    calls the service never pays for creating its client."""
+
+    def __init__(
+        self, service: str, given: Any | None = None, factory: Callable[[], Any] | None = None
+    ) -> None:
+        self._service = service
+        self._given = given
+        self._factory = factory
+
+    @cached_property
+    def made(self) -> Any:
+        if self._given is not None:
+            return self._given
+        return self._factory() if self._factory is not None else client(self._service)
 
 
 def error_code(exc: ClientError) -> str:

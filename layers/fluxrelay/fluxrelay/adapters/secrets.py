@@ -15,14 +15,12 @@ import re
 import secrets as pysecrets
 import time
 from collections.abc import Callable
-from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
-from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.adapters.aws import error_code
+from fluxrelay.adapters.aws import LazyClient, error_code
 
 _CACHE_SECONDS = 60
 _OWNER_SAFE = re.compile(r"[^A-Za-z0-9/_+=.@-]")
@@ -52,13 +50,12 @@ class SecretsManagerWebhookSecrets:
         default client is made then. Reads go through Powertools parameters (its own client),
         and most submits name no webhook, so most containers never make this one."""
         self._prefix = prefix.rstrip("/") + "/"
-        self._given = client
-        self._factory = client_factory or (lambda: aws_client("secretsmanager"))
+        self._lazy_client = LazyClient("secretsmanager", client, client_factory)
         self._clock = clock
 
-    @cached_property
+    @property
     def _client(self) -> Any:
-        return self._given if self._given is not None else self._factory()
+        return self._lazy_client.made
 
     def _name(self, owner: str) -> str:
         return self._prefix + _OWNER_SAFE.sub("_", owner)

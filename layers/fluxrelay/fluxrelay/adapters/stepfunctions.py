@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.adapters.aws import error_code
+from fluxrelay.adapters.aws import LazyClient, error_code
 from fluxrelay.domain.ports import ExecutionStatus
 from fluxrelay.models.workflow import WorkflowStart
 
@@ -28,12 +26,11 @@ class StepFunctionsWorkflow:
         """Give `client`, or `client_factory` to get one at the first call (a task that never
         touches a workflow then never creates it); with neither, a default client is made then."""
         self._arn = state_machine_arn
-        self._given = client
-        self._factory = client_factory or (lambda: aws_client("stepfunctions"))
+        self._lazy_client = LazyClient("stepfunctions", client, client_factory)
 
-    @cached_property
+    @property
     def _client(self) -> Any:
-        return self._given if self._given is not None else self._factory()
+        return self._lazy_client.made
 
     def start(self, start: WorkflowStart, name: str | None = None) -> str:
         name = name or start.job_id
