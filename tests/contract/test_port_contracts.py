@@ -201,14 +201,28 @@ def test_usage_is_only_ever_added_to_and_survives_status_writes(store: JobStore)
     )
 
 
-def test_the_active_jobs_are_the_unfinished_ones(store: JobStore) -> None:
+def test_a_job_is_active_from_its_creation_until_it_is_notified_however_it_ended(store: JobStore) -> None:
     running = [stored(store, status) for status in (JobStatus.CREATED, JobStatus.PROCESSING)]
-    finished = stored(store, JobStatus.PROCESSING)
-    stored(store, JobStatus.COMPLETED)
-    store.transition(finished.job_id, JobStatus.FAILED, error=JobError(type="x", message="x"))
+    ended = stored(store, JobStatus.PROCESSING)
+    recorded_failed = stored(store, JobStatus.FAILED)  # its Notify is still to run
+    notified = stored(store, JobStatus.PROCESSING)
+    for job in (ended, notified):
+        assert store.transition(job.job_id, JobStatus.FAILED, error=JobError(type="x", message="x"))
+    assert store.mark_notified(notified.job_id) is True
 
-    assert sorted(store.active(10)) == sorted(job.job_id for job in running)
+    assert sorted(store.active(10)) == sorted(j.job_id for j in [*running, ended, recorded_failed])
     assert len(store.active(1)) == 1
+    assert store.mark_notified(notified.job_id) is True  # again: harmless
+    assert read(store, notified.job_id).status is JobStatus.FAILED  # only the index changed
+
+
+def test_an_unfinished_or_unknown_job_cannot_be_marked_notified(store: JobStore) -> None:
+    running = stored(store, JobStatus.PROCESSING)
+    unknown = new_job_id()
+    assert store.mark_notified(running.job_id) is False
+    assert store.mark_notified(unknown) is False
+    assert store.get(unknown) is None  # no stub item written
+    assert store.active(10) == [running.job_id]
 
 
 # --- SlotPool ---------------------------------------------------------------------------

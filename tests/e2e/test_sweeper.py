@@ -152,3 +152,34 @@ def test_a_job_past_its_deadline_is_ended_as_timeout_and_notified_once(
     container().jobs.update(job.job_id, deadline_at=datetime.now(UTC) - timedelta(seconds=1))
     assert sweep(stack)["ended"] >= 1
     assert_ended_once(stack, receiver, drain, job.job_id, status="timeout")
+
+
+def test_a_job_whose_execution_stopped_between_its_end_and_notify_is_notified_once(
+    stack: LocalStack,
+    alice: Api,
+    receiver: WebhookReceiver,
+    drain: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = container().store_outputs
+    complete = service.store_outputs
+
+    def complete_then_stop(job_id: str) -> Any:
+        done = complete(job_id)  # the terminal write: the job is completed
+        arn = (job_item(stack, job_id) or {})["execution_arn"]
+        stack.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped before Notify")
+        return done
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "store_outputs", complete_then_stop)
+        response = alice.submit({"prompt": f"a kite {uuid.uuid4().hex[:8]}"}, webhook=receiver.url)
+        job_id = response.json()["data"]["id"]
+        arn = wait_for(lambda: (job_item(stack, job_id) or {}).get("execution_arn"), what="its execution")
+        assert stack.wait_for_execution(arn, timeout=30)["status"] in {"ABORTED", "FAILED"}
+    item = job_item(stack, job_id) or {}
+    # Ended, never notified: it keeps its place in the sweeper's index.
+    assert (item["status"], item.get("sns_published"), item.get("active")) == ("completed", False, "1")
+    assert sns_events_for(drain, job_id) == []
+    assert [d for d in receiver.deliveries if d.json()["id"] == job_id] == []
+    assert sweep(stack)["notified"] >= 1
+    assert_ended_once(stack, receiver, drain, job_id)

@@ -25,6 +25,7 @@ class MemoryJobStore:
         """`clock` stamps `updated_at` on every write, as DynamoDB's adapter does with the time
         of the write; a test whose services run on a test clock gives the store the same one."""
         self.items: dict[str, JobItem] = {}
+        self.notified: set[str] = set()  # out of the active index (`mark_notified`)
         self.writes = 0
         self._clock = clock
         self._lock = threading.Lock()
@@ -92,8 +93,17 @@ class MemoryJobStore:
             return True
 
     def active(self, limit: int) -> list[str]:
-        live = sorted((j for j in self.items.values() if not j.status.terminal), key=lambda j: j.created_at)
-        return [j.job_id for j in live[:limit]]
+        live = [j for j in self.items.values() if j.job_id not in self.notified]
+        return [j.job_id for j in sorted(live, key=lambda j: j.created_at)[:limit]]
+
+    def mark_notified(self, job_id: str) -> bool:
+        with self._lock:
+            job = self.items.get(job_id)
+            if job is None or not job.status.terminal:
+                return False
+            self.notified.add(job_id)
+            self.writes += 1
+            return True
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         with self._lock:

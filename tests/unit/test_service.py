@@ -156,6 +156,8 @@ def test_failed_submit_is_recorded_as_failed_and_not_resent(
     assert job.error.type == error_type
     assert len(upstream.submitted) == 1
     assert world["workflow"].started == []
+    # The caller learns of this end from the error answer: the sweeper has nothing to notify.
+    assert world["store"].active(10) == []
 
 
 # --- poll -------------------------------------------------------------------------------------
@@ -449,6 +451,26 @@ def test_notify_publishes_once_and_retries_the_webhook_with_backoff_until_delive
     assert payload["id"] == job_id
     assert payload["status"] == "failed"
     assert secrets == [world["secrets"].current("alice")]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "url"),
+    [([500, 200], "https://hooks.example/x"), ([500, 410], "https://hooks.example/x"), ([], None)],
+    ids=["delivered", "gave up", "no webhook"],
+)
+def test_a_finished_job_leaves_the_active_index_only_with_its_last_notify(
+    world: dict[str, Any], statuses: list[int], url: str | None
+) -> None:
+    job = submitter(world, FakeUpstream()).submit("alice", request(), webhook_url=url)
+    world["store"].transition(job.job_id, JobStatus.FAILED, error=JobError(type="t", message="m"))
+    assert world["store"].active(10) == [job.job_id]  # ended, not notified: the sweeper still sees it
+    svc, sns, _ = notifier(world, statuses)
+    for _ in statuses[:-1]:
+        assert svc.notify(job.job_id).webhook is WebhookDelivery.RETRYING
+        assert world["store"].active(10) == [job.job_id]  # a redelivery is still due
+    assert svc.notify(job.job_id).webhook is not WebhookDelivery.RETRYING
+    assert world["store"].active(10) == []
+    assert len(sns.messages) == 1
 
 
 def test_webhook_gives_up_after_the_retry_span(world: dict[str, Any]) -> None:

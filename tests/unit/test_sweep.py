@@ -82,7 +82,43 @@ def test_an_overdue_job_is_ended_as_timeout_stopped_and_notified_once(world: dic
     assert world["workflow"].executions[job.execution_arn] is ExecutionStatus.ABORTED
     # The new execution's first check sees a finished job and runs Notify (SNS + webhook once).
     assert ended.execution_arn.endswith("-r1")
-    assert sweeper(world).sweep().examined == 0  # no longer in the active index
+    assert sweeper(world).sweep().notified == 0  # its new execution runs and notifies
+
+
+def test_a_finished_job_whose_workflow_died_before_notify_gets_one_execution_that_notifies(
+    world: dict[str, Any],
+) -> None:
+    job = running_job(world)
+    # The terminal write (StoreOutputs, MarkFailed, a cancel) happened; the execution died before Notify.
+    world["store"].transition(job.job_id, JobStatus.COMPLETED, finished_at=world["clock"].now)
+    world["workflow"].executions[job.execution_arn] = ExecutionStatus.ABORTED
+    later(world, GRACE + 1)
+    out = sweeper(world).sweep()
+    assert (out.examined, out.resumed, out.ended, out.notified) == (1, 0, 0, 1)
+    resumed = world["store"].get(job.job_id)
+    assert resumed.status is JobStatus.COMPLETED  # its check sees the end and goes to Notify
+    assert resumed.execution_arn.endswith(f":{job.job_id}-r1")
+    later(world, 2 * GRACE + 2)
+    assert sweeper(world).sweep().notified == 0  # the new execution runs
+    assert len(world["workflow"].started) == 2
+
+
+def test_a_finished_job_still_notifying_is_left_alone_past_its_deadline(world: dict[str, Any]) -> None:
+    job = running_job(world)
+    world["store"].transition(job.job_id, JobStatus.FAILED)  # its webhook retries go on for hours
+    later(world, settings().job_deadline_seconds + GRACE + 1)
+    out = sweeper(world).sweep()
+    assert (out.examined, out.resumed, out.ended, out.notified) == (1, 0, 0, 0)
+    assert world["workflow"].executions[job.execution_arn] is ExecutionStatus.RUNNING  # not stopped
+    assert world["store"].get(job.job_id).status is JobStatus.FAILED
+
+
+def test_a_notified_job_is_out_of_the_index(world: dict[str, Any]) -> None:
+    job = running_job(world)
+    world["store"].transition(job.job_id, JobStatus.FAILED)
+    lifecycle(world).notified(job.job_id)
+    later(world, GRACE + 1)
+    assert sweeper(world).sweep().examined == 0
 
 
 def test_the_sweeper_frees_the_slots_of_ended_jobs(world: dict[str, Any]) -> None:

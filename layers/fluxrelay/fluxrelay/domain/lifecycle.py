@@ -147,6 +147,11 @@ class JobLifecycle:
     def fail(self, job_id: str, error: JobError) -> JobItem:
         return self.finish(job_id, JobStatus.FAILED, error=error)
 
+    def notified(self, job_id: str) -> None:
+        """Nothing more is due for this finished job: the sweeper stops looking at it. Until
+        then a finished job whose workflow died before notifying it is given a new one."""
+        self.store.mark_notified(job_id)
+
     def cancel(self, job: JobItem) -> JobItem | None:
         """End `job` as `cancelled` unless it has ended already (then None).
 
@@ -214,8 +219,10 @@ class JobLifecycle:
         """Report a job that ended before its workflow ran: the generation workflow on a
         finished job checks once, sees the terminal status and runs Notify (SNS + webhook with
         its retries). Named by the job id, so it can never run twice for one job. Its first
-        wait is the shortest a parked wait can be (1 s)."""
-        self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=1))
+        wait is the shortest a parked wait can be (1 s). Recorded on the job, so the sweeper
+        sees it running and starts no second one."""
+        arn = self.generation.start(WorkflowStart(job_id=job_id, wait_seconds=1))
+        self.store.update(job_id, execution_arn=arn)
 
     # --- the wakeable wait ----------------------------------------------------------------
     # The workflow parks between checks in a wait that holds a task token; the token is stored

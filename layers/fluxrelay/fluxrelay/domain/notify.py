@@ -37,6 +37,14 @@ class NotifyService:
     random: Callable[[], float] = random.random
 
     def notify(self, job_id: str) -> NotifyOutput:
+        out = self._notify(job_id)
+        if out.webhook is not WebhookDelivery.RETRYING:
+            # The last Notify of the job (no redelivery follows): only now does it leave the
+            # sweeper's index, so a workflow that dies before this point is resumed to notify.
+            self.lifecycle.notified(job_id)
+        return out
+
+    def _notify(self, job_id: str) -> NotifyOutput:
         job = self.lifecycle.load(job_id)
         if not job.status.terminal:
             raise JobStateError(f"job {job_id} is {job.status.value}, not finished")

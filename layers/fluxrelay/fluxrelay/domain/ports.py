@@ -76,7 +76,8 @@ class JobStore(Protocol):
 
     def transition(self, job_id: str, to: JobStatus, **fields: Unpack[JobFields]) -> JobItem | None:
         """Move to `to` (only from `allowed_sources(to)`) and set `fields` in the same write.
-        Returns the new item, or None when the condition refused the change."""
+        Returns the new item, or None when the condition refused the change. A job that ends
+        here stays among the `active` ones until `mark_notified`."""
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         """Set fields without changing the status; raises NotFoundError for an unknown job."""
@@ -105,7 +106,14 @@ class JobStore(Protocol):
         writer counted first."""
 
     def active(self, limit: int) -> list[str]:
-        """Up to `limit` ids of non-terminal jobs, oldest first (an index, never a scan)."""
+        """Up to `limit` ids of the jobs not yet notified (unfinished, or finished with their
+        Notify still to run or under way), oldest first (an index, never a scan)."""
+
+    def mark_notified(self, job_id: str) -> bool:
+        """Take a finished job out of `active`: nothing more is due for it (its last Notify ran,
+        or the caller learnt of its end in the answer). False, and no change, for an unknown or
+        unfinished job. Until then the sweeper can still find a finished job whose workflow
+        died before notifying it."""
 
 
 class SlotPool(Protocol):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fluxrelay.domain.dispatch import Dispatcher
+from fluxrelay.domain.errors import UpstreamError
 from fluxrelay.domain.jobs import JobItem, JobStatus
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import UrlCheck, WebhookSecrets
@@ -76,7 +77,13 @@ class SubmitService:
             result_base_url=result_base_url,
             cancel_after_seconds=cancel_after_seconds,
         )
-        return self.start(job, request)
+        try:
+            return self.start(job, request)
+        except UpstreamError:
+            # The job was recorded as failed, and the caller learns it from this call's error
+            # answer (which names no job): nothing is left to notify.
+            self.lifecycle.notified(job.job_id)
+            raise
 
     def start(self, job: JobItem, request: GenerationRequest) -> JobItem:
         """Send a recorded job upstream (once, when an upstream slot is free) and start its

@@ -1,8 +1,9 @@
 """Sweep: nothing left behind. Finds every non-terminal job whose workflow is not running (the
 function died between recording the job and starting it; the execution failed, timed out or was
-aborted) or that is past its deadline plus a grace period, and resumes it or ends it.
+aborted) or that is past its deadline plus a grace period, and resumes it or ends it; and every
+finished job whose workflow died before notifying it, and gives it an execution that notifies.
 
-Reads the index of active jobs (written only while a job is non-terminal), never the table; each
+Reads the index of active jobs (a job leaves it only once notified), never the table; each
 run looks at a bounded batch. Idempotent and safe to run twice at once: a resume is claimed with a
 conditional write of the job's resume counter and started under a name derived from it, so two
 sweepers that see the same dead job start one execution between them.
@@ -42,13 +43,21 @@ class SweepService:
             out.examined += 1
             job = self.store.get(job_id)
             # Young or just-moved jobs belong to their own workflow (or to the call creating them).
-            if job is None or job.status.terminal or now - job.updated_at < grace:
+            if job is None or now - job.updated_at < grace:
                 continue
             # An upload that never arrives is ended by its own expiry timer.
             if job.status is JobStatus.WAITING_UPLOAD:
                 continue
-            overdue = job.deadline_at is not None and now > job.deadline_at + grace
             state = self.lifecycle.execution_status(job)
+            if job.status.terminal:
+                # Finished, not notified yet: a running workflow is still on it (its webhook
+                # retries may take hours); a dead one left it unnotified. A new execution's first
+                # check sees the end and runs Notify, which sends only what is still due: the SNS
+                # message unless published, the webhook (same webhook-id) unless delivered.
+                if state is not ExecutionStatus.RUNNING and self._rescue(job, state, False, now):
+                    out.notified += 1
+                continue
+            overdue = job.deadline_at is not None and now > job.deadline_at + grace
             if state is ExecutionStatus.RUNNING and not overdue:
                 continue
             if self._rescue(job, state, overdue, now):

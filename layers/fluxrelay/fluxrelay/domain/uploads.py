@@ -161,6 +161,7 @@ class UploadService:
             # Nobody has the PUT URL yet: end the job instead of leaving it waiting forever.
             error = JobError(type="internal", message="the upload could not be prepared", retryable=True)
             self.lifecycle.fail(job_id, error)
+            self.lifecycle.notified(job_id)  # the caller learns it from this call's error answer
             raise
         if not started:
             logger.warning("no upload-expiry state machine configured: this job never expires")

@@ -94,6 +94,7 @@ class SweepOutput(BaseModel):
     examined: int = 0
     resumed: int = 0
     ended: int = 0
+    notified: int = 0  # finished jobs whose workflow died before notifying them, given a new one
     slots_released: int = 0
 
 

@@ -37,8 +37,10 @@ OWNER_INDEX = "by_owner"  # hash key owner, range key created_at (the template's
 # Index bounds in the exact text form `created_at` is stored in.
 _STORED_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 _TERMINAL_VALUES = {f":ended{i}": status for i, status in enumerate(sorted(TERMINAL))}
-# The sparse index of active jobs (what the sweeper reads): its key attribute exists only while
-# the job is non-terminal, so the index holds nothing else.
+_TERMINAL_ATTRS = {name: {"S": status.value} for name, status in _TERMINAL_VALUES.items()}
+# The sparse index of active jobs (what the sweeper reads): its key attribute is written with the
+# job and removed only once the job has been notified (`mark_notified`), not when it turns
+# terminal, so a job whose workflow dies between its end and its Notify is still found.
 ACTIVE_INDEX = "active_jobs"
 _ACTIVE = "active"
 _RESUME_FROM_ZERO = "attribute_exists(pk) AND (attribute_not_exists(resumes) OR resumes = :seen)"
@@ -134,8 +136,7 @@ class DynamoJobStore:
                 item[name] = _field_attr(name, value)
         for name, value in job.usage.nonzero().items():
             item[_USAGE_PREFIX + name] = {"N": str(value)}
-        if not job.status.terminal:
-            item[_ACTIVE] = {"S": "1"}
+        item[_ACTIVE] = {"S": "1"}  # even a job recorded as failed still has its Notify to run
         try:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
@@ -157,17 +158,22 @@ class DynamoJobStore:
             return None
         names, values, sets = self._updates({"status": to, **fields})
         names["#status"] = "status"
-        update = "SET " + ", ".join(sets)
-        if to.terminal:
-            names["#active"] = _ACTIVE
-            update += " REMOVE #active"
         placeholders = []
         for i, source in enumerate(sources):
             values[f":from{i}"] = {"S": source}
             placeholders.append(f":from{i}")
         return self._update_if(
-            job_id, update, f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})", names, values
+            job_id,
+            "SET " + ", ".join(sets),
+            f"attribute_exists(pk) AND #status IN ({', '.join(placeholders)})",
+            names,
+            values,
         )
+
+    def mark_notified(self, job_id: str) -> bool:
+        names = {"#active": _ACTIVE, "#status": "status"}
+        ended = f"#status IN ({', '.join(_TERMINAL_VALUES)})"  # also false for an unknown job
+        return self._update_if(job_id, "REMOVE #active", ended, names, _TERMINAL_ATTRS) is not None
 
     def update(self, job_id: str, **fields: Unpack[JobFields]) -> JobItem:
         names, values, sets = self._updates(fields)
@@ -198,7 +204,7 @@ class DynamoJobStore:
                 ExpressionAttributeValues={
                     ":v": _to_attr(value),
                     ":null": {"S": "NULL"},
-                    **{name: {"S": status.value} for name, status in _TERMINAL_VALUES.items()},
+                    **_TERMINAL_ATTRS,
                 },
             )
         except ClientError as exc:
