@@ -39,19 +39,22 @@ class Function:
     aws: tuple[str, ...]  # the boto3 clients it talks to (Secrets Manager: the WaveSpeed key too)
     http: bool  # whether it talks HTTP (the upstream, webhooks, output URLs)
     # Modules its first invocation imports on its own: Pillow where it looks at an image, the
-    # secrets adapter where it reads the WaveSpeed key. The handler side counts what a cold start
-    # pays, also where the composition root defers an import to the first call.
+    # secrets adapter where it reads the WaveSpeed key, the routes of the API's first request.
+    # The handler side counts what a cold start pays, also where an import waits for the first
+    # call.
     first_use: tuple[str, ...] = ()
 
 
 PILLOW, SECRETS = "PIL.Image", "fluxrelay.adapters.secrets"
+# The API function imports a resource's routes at the first request for one of them: a submit.
+SUBMIT_ROUTE = "fluxrelay.api.routes.predictions"
 CATALOGUE = (
     Function(
         "api",
         ("submit", "presenter", "limiter", "idempotency"),
         ("dynamodb", "stepfunctions", "s3", "secretsmanager"),
         True,
-        (SECRETS,),
+        (SECRETS, SUBMIT_ROUTE),
     ),
     Function("authorizer", ("keys",), ("dynamodb",), False),
     Function("check_result", ("poll",), ("dynamodb", "stepfunctions", "secretsmanager"), True, (SECRETS,)),

@@ -1,15 +1,20 @@
 """The API resolver: every route, the request reading and every exception handler, in one place.
 
 `create_app()` builds the Powertools resolver with `enable_validation=True`, so the OpenAPI
-document comes from the same models that validate, includes one router per resource, and maps
-every error to the WaveSpeed envelope: a caller never sees a stack trace or Powertools' own shapes.
+document comes from the same models that validate, includes one router per resource (each at
+the first request for one of its paths, see `fluxrelay.api.routes`), and maps every error to the
+WaveSpeed envelope: a caller never sees a stack trace or Powertools' own shapes.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
+from collections.abc import Callable
+from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
@@ -23,20 +28,16 @@ from fluxrelay.api import openapi
 from fluxrelay.api.bodies import read_bodies_as_json
 from fluxrelay.api.envelope import envelope, error_response, from_error
 from fluxrelay.api.openapi import ContractResolver
-from fluxrelay.api.routes import (
-    cancel,
-    deliveries,
-    history,
-    predictions,
-    uploads,
-    upstream_webhooks,
-    webhooks,
-)
+from fluxrelay.api.routes import ROUTERS
 from fluxrelay.domain.errors import FluxRelayError
 from fluxrelay.models.wire import Envelope, describe_errors
 from fluxrelay.observability import logger
 from fluxrelay.playground import router as playground_router
 from fluxrelay.settings import get_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 
 
 class Health(BaseModel):
@@ -62,15 +63,52 @@ def _cors(origins: list[str]) -> CORSConfig | None:
     )
 
 
+class ApiResolver(ContractResolver):
+    """The resolver that includes a resource's router at the first request for one of its paths.
+
+    Importing every route module made each cold start build every resource's models (history
+    filters, uploads, delivery logs), whichever route it served. A request's path picks the
+    modules (`ROUTERS`) before Powertools matches it against the routes; the OpenAPI document
+    includes them all. Invocations may share a process's resolver from several threads (the
+    local stack does), so a module is included once, under a lock."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pending = dict(ROUTERS)
+        self._including = threading.Lock()
+
+    def _resolve(self) -> ResponseBuilder:
+        # Powertools' own matching step: `current_event.path` is the path it matches (the stage
+        # removed), and it has no hook before it.
+        path = self.current_event.path
+        self._include(lambda patterns: any(fnmatchcase(path, pattern) for pattern in patterns))
+        return super()._resolve()
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        self._include(lambda _: True)
+        return super().get_openapi_schema(*args, **kwargs)
+
+    def _include(self, wanted: Callable[[tuple[str, ...]], bool]) -> None:
+        # `_pending` is replaced, never changed: a thread reading it outside the lock reads a
+        # dict that no other thread is changing.
+        if not any(wanted(patterns) for patterns in self._pending.values()):
+            return
+        with self._including:
+            pending = dict(self._pending)
+            for name, patterns in self._pending.items():
+                if wanted(patterns):
+                    self.include_router(importlib.import_module(f"fluxrelay.api.routes.{name}").router)
+                    del pending[name]
+            self._pending = pending
+
+
 @lru_cache(maxsize=1)
 def create_app() -> APIGatewayHttpResolver:
     """The resolver of this process. Built once: the routers are module-level (the Powertools
     way), and a router answers `current_event` through the last resolver that included it."""
-    app = ContractResolver(enable_validation=True, cors=_cors(get_settings().cors_allowed_origins))
+    app = ApiResolver(enable_validation=True, cors=_cors(get_settings().cors_allowed_origins))
     read_bodies_as_json(app)
-    routers = (predictions.router, cancel.router, history.router, uploads.router, webhooks.router)
-    for router in (*routers, deliveries.router, upstream_webhooks.router, playground_router):
-        app.include_router(router)
+    app.include_router(playground_router)
 
     @app.get(
         "/health",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.parser
-import email.policy
 from typing import Any
 
 from aws_lambda_powertools.event_handler import ApiGatewayResolver
@@ -87,6 +85,11 @@ def raw_body(event: APIGatewayProxyEventV2) -> bytes:
 
 def parse_multipart_file(body: bytes, content_type: str, field_name: str = "file") -> tuple[str, bytes]:
     """(filename, bytes) of one multipart/form-data field."""
+    # Imported here: only the binary upload reads multipart, and email's policies and header
+    # parser are a few milliseconds a cold start serving another route need not pay.
+    import email.parser
+    import email.policy
+
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidRequestError("the body must be multipart/form-data with a field 'file'")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(

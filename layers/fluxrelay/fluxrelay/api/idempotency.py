@@ -10,25 +10,17 @@ certainly never reached) are not stored: the error propagates and Powertools del
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from fluxrelay.domain.errors import ConflictError, IdempotencyMismatchError, InvalidRequestError
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_KEY_LENGTH = 255
@@ -59,16 +51,31 @@ class Idempotency:
     """
 
     def __init__(self, table_name: str, ttl_seconds: int, client: DynamoDBClient | None = None) -> None:
-        self._config = IdempotencyConfig(
+        self._table_name = table_name
+        self._ttl_seconds = ttl_seconds
+        self._client = client
+        self._runners: dict[type[IdempotentOutcome], Callable[..., Any]] = {}
+
+    # Powertools' idempotency utility is loaded by the first request that sends a key: a cold
+    # start whose request sends none does not pay for its import.
+    @cached_property
+    def _config(self) -> IdempotencyConfig:
+        from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+        return IdempotencyConfig(
             event_key_jmespath="[owner, key]",
             payload_validation_jmespath="payload",
-            expires_after_seconds=ttl_seconds,
+            expires_after_seconds=self._ttl_seconds,
             response_hook=_mark_replay,
         )
-        self._store = DynamoDBPersistenceLayer(
-            table_name=table_name, key_attr="pk", expiry_attr="expires_at", boto3_client=client
+
+    @cached_property
+    def _store(self) -> DynamoDBPersistenceLayer:
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        return DynamoDBPersistenceLayer(
+            table_name=self._table_name, key_attr="pk", expiry_attr="expires_at", boto3_client=self._client
         )
-        self._runners: dict[type[IdempotentOutcome], Callable[..., Any]] = {}
 
     def once_per_key(
         self,
@@ -102,6 +109,11 @@ class Idempotency:
         output: type[Outcome],
     ) -> Outcome:
         """Run `work` once per (owner, key); a replay has `replayed` set."""
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
         try:
             outcome: Outcome = self._runner(output)(
                 submission={"owner": owner, "key": key, "payload": payload}, work=work
@@ -118,6 +130,10 @@ class Idempotency:
 
     def _runner(self, output: type[IdempotentOutcome]) -> Callable[..., Any]:
         if output not in self._runners:
+            from aws_lambda_powertools.utilities.idempotency import idempotent_function
+            from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
+                PydanticSerializer,
+            )
 
             @idempotent_function(
                 data_keyword_argument="submission",

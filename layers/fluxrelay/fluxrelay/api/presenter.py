@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fluxrelay.domain.deliveries import Replay, message_id
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
 from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings, WithheldOutputs
@@ -17,7 +16,8 @@ from fluxrelay.settings import Settings
 if TYPE_CHECKING:
     # Imported where they are built: the notify task presents predictions on every cold start
     # and never a delivery log, whose models (and the history queries they extend) cost it
-    # about a tenth of its import.
+    # about a tenth of its import; nor does a submit, which need not load the replays either.
+    from fluxrelay.domain.deliveries import Replay
     from fluxrelay.models.deliveries import WebhookDeliveryLog, WebhookRedeliveryReport
 
 
@@ -85,6 +85,7 @@ def _withheld(job: JobItem) -> WithheldOutputs | None:
 def delivery_log(job: JobItem) -> WebhookDeliveryLog:
     """A job's webhook delivery log. Only the URL's host is shown: its path or query may hold a
     token the receiver checks."""
+    from fluxrelay.domain.deliveries import message_id
     from fluxrelay.models.deliveries import WebhookAttemptRecord, WebhookDeliveryLog
 
     hook = job.webhook
