@@ -9,17 +9,19 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fluxrelay.models.wire import (
-    MAX_PROMPT_LENGTH,
+from fluxrelay.models.uploads import (
     MAX_UPLOAD_BYTES,
     BinaryUpload,
+    UploadSpec,
+    UploadTicket,
+    UploadTicketRequest,
+)
+from fluxrelay.models.wire import (
+    MAX_PROMPT_LENGTH,
     Envelope,
     GenerationRequest,
     Lora,
     Prediction,
-    UploadSpec,
-    UploadTicket,
-    UploadTicketRequest,
     describe_validation_error,
     error_body,
     success,

@@ -34,8 +34,7 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.submit import SubmitService
 from fluxrelay.domain.uploads import EXPIRY_GRACE_SECONDS, UploadService, drop_job_id
 from fluxrelay.models.s3events import S3Object, s3_objects
-from fluxrelay.models.uploads import Img2ImgUploadRequest
-from fluxrelay.models.wire import UploadTicketRequest
+from fluxrelay.models.uploads import Img2ImgUploadRequest, UploadTicketRequest
 from fluxrelay.settings import Settings
 from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 from tests.fakes.uploads import CountingUpstream, FailingWorkflow, MemoryUploadStore

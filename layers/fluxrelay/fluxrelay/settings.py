@@ -150,7 +150,8 @@ class Settings(BaseModel):
     # img2img by upload: how long the job waits for its PUT (= the PUT URL's lifetime); then it
     # expires as `timeout` ("upload never arrived"), see UPLOAD_EXPIRY_STATE_MACHINE_ARN.
     upload_window_seconds: int = Field(3600, validation_alias="UPLOAD_WINDOW_SECONDS")
-    # Cap of an uploaded image (tickets, img2img PUTs, operator drops); at most models.MAX_UPLOAD_BYTES.
+    # Cap of an uploaded image (tickets, img2img PUTs, operator drops); at most
+    # models.uploads.MAX_UPLOAD_BYTES.
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias="MAX_UPLOAD_BYTES")
     # Multipart uploads travel inside the Lambda event (6 MB, base64 adds a third): keep well below.
     max_binary_upload_bytes: int = Field(4 * 1024 * 1024, validation_alias="MAX_BINARY_UPLOAD_BYTES")

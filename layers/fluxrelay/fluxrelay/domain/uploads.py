@@ -37,16 +37,20 @@ from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, UploadStore
 from fluxrelay.domain.submit import SubmitService
 from fluxrelay.models.s3events import S3Object
-from fluxrelay.models.uploads import Img2ImgParameters, Img2ImgUploadRequest, Img2ImgUploadTicket
-from fluxrelay.models.wire import (
+from fluxrelay.models.uploads import (
     ALLOWED_UPLOAD_CONTENT_TYPES,
     BinaryUpload,
     Filename,
-    GenerationRequest,
-    PredictionUrls,
+    Img2ImgParameters,
+    Img2ImgUploadRequest,
+    Img2ImgUploadTicket,
     UploadSpec,
     UploadTicket,
     UploadTicketRequest,
+)
+from fluxrelay.models.wire import (
+    GenerationRequest,
+    PredictionUrls,
     describe_validation_error,
     parse_json_object,
 )

@@ -1,21 +1,100 @@
-"""Upload and img2img-by-upload wire models (the generation parameters without `image`)."""
+"""Upload wire models: the upload tickets, the multipart upload's answer, and img2img by upload
+(the generation parameters without `image`). Only the upload routes and the upload service load
+them, so a submit does not build them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from fluxrelay.models.wire import (
-    ALLOWED_UPLOAD_CONTENT_TYPES,
-    MAX_UPLOAD_BYTES,
     Envelope,
     GenerationRequest,
     PredictionUrls,
-    UploadSpec,
+    _has_space_or_control,
+    _rule,
+    _violation,
+    _whole_number,
 )
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+ALLOWED_UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+_FILENAME_RULE = "must be 1 to 255 characters without path separators (/ or \\) or control characters"
+
+
+def _check_filename(value: str) -> str:
+    # Plain spaces are common in phone file names; every other space/control character is not.
+    if "/" in value or "\\" in value or value in {".", ".."} or _has_space_or_control(value.replace(" ", "")):
+        raise _violation(_FILENAME_RULE)
+    return value
+
+
+Filename = Annotated[
+    StrictStr, Field(min_length=1, max_length=255), _rule(_FILENAME_RULE), AfterValidator(_check_filename)
+]
+UploadSize = Annotated[
+    int,
+    Field(ge=1, le=MAX_UPLOAD_BYTES),
+    _whole_number(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES} (20 MiB)"),
+]
+UploadType = Literal["image/jpeg", "image/png", "image/webp"]
+UploadContentType = Annotated[UploadType, _rule("must be one of " + ", ".join(ALLOWED_UPLOAD_CONTENT_TYPES))]
+
+
+class UploadTicketRequest(BaseModel):
+    """Body of `POST /api/v3/media/uploads`: announce a file, get a presigned PUT back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Filename
+    size: UploadSize
+    content_type: UploadContentType
+
+
+class UploadSpec(BaseModel):
+    """How to send the bytes: PUT to `url` with exactly `headers` and no Authorization."""
+
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class UploadTicket(BaseModel):
+    download_url: str
+    filename: str
+    size: int
+    upload: UploadSpec
+
+
+class UploadTicketEnvelope(Envelope[UploadTicket]):
+    pass
+
+
+class BinaryUpload(BaseModel):
+    """Answer of the multipart `POST /api/v3/media/upload/binary`."""
+
+    type: Literal["image"] = "image"
+    download_url: str
+    filename: str
+    size: int
+
+
+class BinaryUploadEnvelope(Envelope[BinaryUpload]):
+    pass
+
 
 # Stands in for the not-yet-uploaded image while the parameters are validated, so rules that
 # need `image` (mask_image) hold; never stored, never fetched.
@@ -53,9 +132,6 @@ class Img2ImgParameters(GenerationRequest):
         return validated.model_copy(update={"image": None})
 
 
-UploadContentType = Literal["image/jpeg", "image/png", "image/webp"]
-
-
 class Img2ImgUploadRequest(Img2ImgParameters):
     """Body of `POST /api/v3/img2img/uploads`: the generation parameters, plus what will be PUT.
 
@@ -63,9 +139,7 @@ class Img2ImgUploadRequest(Img2ImgParameters):
     given, the presigned PUT only accepts exactly that many bytes.
     """
 
-    content_type: Annotated[UploadContentType, Field(description="Type of the file you will PUT.")] = (
-        "image/jpeg"
-    )
+    content_type: Annotated[UploadType, Field(description="Type of the file you will PUT.")] = "image/jpeg"
     content_length: Annotated[int | None, Field(ge=1, le=MAX_UPLOAD_BYTES)] = Field(
         None, description="Exact byte size of the file you will PUT (enforced by the signature)."
     )

@@ -1,4 +1,4 @@
-"""Public wire models: the WaveSpeed v3 submit body, prediction, envelope and upload shapes.
+"""Public wire models: the WaveSpeed v3 submit body, prediction and envelope (uploads: `uploads.py`).
 
 One model per boundary (WaveSpeed v3 API). The submit body is validated *strictly*
 because the real upstream silently drops unknown fields and bills the task with defaults: a typo
@@ -45,18 +45,14 @@ from fluxrelay.models.types import UtcDatetime
 from fluxrelay.models.upstream import MODEL_ID
 
 __all__ = [
-    "ALLOWED_UPLOAD_CONTENT_TYPES",
     "CANCEL_AFTER_HEADER",
     "MAX_IMAGE_SIDE",
     "MAX_LORAS",
     "MAX_PROMPT_LENGTH",
     "MAX_SEED",
-    "MAX_UPLOAD_BYTES",
     "MAX_URL_LENGTH",
     "MIN_IMAGE_SIDE",
     "MODEL_ID",
-    "BinaryUpload",
-    "BinaryUploadEnvelope",
     "Envelope",
     "ErrorEnvelope",
     "GenerationRequest",
@@ -73,18 +69,10 @@ __all__ = [
     "PredictionMetrics",
     "PredictionUrls",
     "Prompt",
-    "RotatedWebhookSecret",
-    "RotatedWebhookSecretEnvelope",
     "Seed",
     "Strength",
     "Timings",
-    "UploadSpec",
-    "UploadTicket",
-    "UploadTicketEnvelope",
-    "UploadTicketRequest",
     "UtcDatetime",
-    "WebhookSecret",
-    "WebhookSecretEnvelope",
     "WithheldOutputs",
     "describe_errors",
     "describe_validation_error",
@@ -102,8 +90,6 @@ MAX_LORAS = 3
 MIN_IMAGE_SIDE = 256
 MAX_IMAGE_SIDE = 1536
 MAX_SEED = 2_147_483_647
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-ALLOWED_UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 # The one error type our rules raise; `describe_validation_error` prints "<field path> <rule>".
 _RULE_ERROR = "fluxrelay_rule"
@@ -508,95 +494,6 @@ def success(data: Any) -> dict[str, Any]:
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": status, "message": message, "data": None}
-
-
-# --- uploads --------------------------------------------------------------------------------
-_FILENAME_RULE = "must be 1 to 255 characters without path separators (/ or \\) or control characters"
-
-
-def _check_filename(value: str) -> str:
-    # Plain spaces are common in phone file names; every other space/control character is not.
-    if "/" in value or "\\" in value or value in {".", ".."} or _has_space_or_control(value.replace(" ", "")):
-        raise _violation(_FILENAME_RULE)
-    return value
-
-
-Filename = Annotated[
-    StrictStr, Field(min_length=1, max_length=255), _rule(_FILENAME_RULE), AfterValidator(_check_filename)
-]
-UploadSize = Annotated[
-    int,
-    Field(ge=1, le=MAX_UPLOAD_BYTES),
-    _whole_number(f"must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES} (20 MiB)"),
-]
-UploadContentType = Annotated[
-    Literal["image/jpeg", "image/png", "image/webp"],
-    _rule("must be one of " + ", ".join(ALLOWED_UPLOAD_CONTENT_TYPES)),
-]
-
-
-class UploadTicketRequest(BaseModel):
-    """Body of `POST /api/v3/media/uploads`: announce a file, get a presigned PUT back."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    filename: Filename
-    size: UploadSize
-    content_type: UploadContentType
-
-
-class UploadSpec(BaseModel):
-    """How to send the bytes: PUT to `url` with exactly `headers` and no Authorization."""
-
-    method: Literal["PUT"] = "PUT"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class UploadTicket(BaseModel):
-    download_url: str
-    filename: str
-    size: int
-    upload: UploadSpec
-
-
-class UploadTicketEnvelope(Envelope[UploadTicket]):
-    pass
-
-
-class BinaryUpload(BaseModel):
-    """Answer of the multipart `POST /api/v3/media/upload/binary`."""
-
-    type: Literal["image"] = "image"
-    download_url: str
-    filename: str
-    size: int
-
-
-class BinaryUploadEnvelope(Envelope[BinaryUpload]):
-    pass
-
-
-# --- webhook signing secret -------------------------------------------------------------------
-class WebhookSecret(BaseModel):
-    """Answer of `GET /api/v3/webhook/secret`, as WaveSpeed's."""
-
-    secret: str
-
-
-class RotatedWebhookSecret(WebhookSecret):
-    """Answer of `POST /api/v3/webhook/secret/rotate`: the new secret, and until when (epoch
-    seconds) deliveries are also signed with the previous one."""
-
-    previous_valid_until: int | None = None
-
-
-class WebhookSecretEnvelope(Envelope[WebhookSecret]):
-    pass
-
-
-class RotatedWebhookSecretEnvelope(Envelope[RotatedWebhookSecret]):
-    pass
 
 
 # --- error messages -------------------------------------------------------------------------

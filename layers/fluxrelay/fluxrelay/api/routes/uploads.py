@@ -14,8 +14,14 @@ from fluxrelay.api.auth import base_url, http_event, require_owner, take_quota
 from fluxrelay.api.bodies import parse_multipart_file, raw_body
 from fluxrelay.api.envelope import envelope
 from fluxrelay.api.idempotency import IdempotentOutcome
-from fluxrelay.models.uploads import Img2ImgUploadRequest, Img2ImgUploadTicket, Img2ImgUploadTicketEnvelope
-from fluxrelay.models.wire import BinaryUploadEnvelope, UploadTicketEnvelope, UploadTicketRequest
+from fluxrelay.models.uploads import (
+    BinaryUploadEnvelope,
+    Img2ImgUploadRequest,
+    Img2ImgUploadTicket,
+    Img2ImgUploadTicketEnvelope,
+    UploadTicketEnvelope,
+    UploadTicketRequest,
+)
 from fluxrelay.observability import logger
 
 router = Router()

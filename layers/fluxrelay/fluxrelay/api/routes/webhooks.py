@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from pydantic import BaseModel
 
 from fluxrelay import composition
 from fluxrelay.api import openapi
 from fluxrelay.api.auth import http_event, require_owner
 from fluxrelay.api.envelope import envelope
-from fluxrelay.models.wire import (
-    RotatedWebhookSecret,
-    RotatedWebhookSecretEnvelope,
-    WebhookSecret,
-    WebhookSecretEnvelope,
-)
+from fluxrelay.models.wire import Envelope
 
 router = Router()
+
+
+class WebhookSecret(BaseModel):
+    """Answer of `GET /api/v3/webhook/secret`, as WaveSpeed's."""
+
+    secret: str
+
+
+class RotatedWebhookSecret(WebhookSecret):
+    """Answer of `POST /api/v3/webhook/secret/rotate`: the new secret, and until when (epoch
+    seconds) deliveries are also signed with the previous one."""
+
+    previous_valid_until: int | None = None
+
+
+class WebhookSecretEnvelope(Envelope[WebhookSecret]):
+    pass
+
+
+class RotatedWebhookSecretEnvelope(Envelope[RotatedWebhookSecret]):
+    pass
 
 
 def _owner() -> str:
