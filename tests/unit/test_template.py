@@ -367,7 +367,7 @@ def test_the_authorizer_cache_window_is_a_parameter_of_the_authorizer(template: 
 def test_env_var_names_are_settings_aliases(template: dict[str, Any]) -> None:
     from fluxrelay.settings import Settings
 
-    aliases = {field.validation_alias for field in Settings.model_fields.values()}
+    aliases = Settings.variables()
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
     for logical_id in FUNCTIONS:
         assert set(_environment(template, logical_id)) - powertools <= aliases

@@ -135,8 +135,8 @@ class Container:
         s = self.settings
         if s.wavespeed_secret_name:
             return read_secret(s.wavespeed_secret_name)
-        if s.wavespeed_api_key is not None:
-            return s.wavespeed_api_key.get_secret_value()
+        if s.wavespeed_api_key:
+            return s.wavespeed_api_key
         raise RuntimeError("no WaveSpeed key configured: set WAVESPEED_SECRET_NAME or WAVESPEED_API_KEY")
 
     @cached_property

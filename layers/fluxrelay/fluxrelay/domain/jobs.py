@@ -116,7 +116,7 @@ class WebhookState(BaseModel):
     delivered_at: datetime | None = None
     gave_up_at: datetime | None = None
     gave_up_reason: str | None = None
-    log: list[WebhookAttempt] = Field(default_factory=list)  # the newest WEBHOOK_LOG_LIMIT attempts
+    log: list[WebhookAttempt] = []  # the newest WEBHOOK_LOG_LIMIT attempts
 
     @property
     def next_retry_at(self) -> datetime | None:
@@ -141,7 +141,11 @@ class WebhookState(BaseModel):
 
 
 class JobItem(BaseModel):
-    """A job as stored in DynamoDB (pk = JOB#<job_id>). Never returned to callers as is."""
+    """A job as stored in DynamoDB (pk = JOB#<job_id>). Never returned to callers as is.
+
+    Empty lists default to a plain `[]` (pydantic copies it for each instance): with
+    `default_factory=list`, building the model read the builtin's signature, which Python
+    parses from text, a cost every function paid at its cold start."""
 
     job_id: str
     owner: str
@@ -151,8 +155,8 @@ class JobItem(BaseModel):
     status: JobStatus = JobStatus.CREATED
     upstream_id: str | None = None
     upstream_status: str | None = None
-    upstream_outputs: list[str] = Field(default_factory=list)
-    nsfw: list[bool] = Field(default_factory=list)
+    upstream_outputs: list[str] = []
+    nsfw: list[bool] = []
     inference_ms: int | None = None
     # Fixed-width RFC 3339 text in the table, so the owner index sorts and filters by it exactly.
     created_at: UtcDatetime = Field(default_factory=utcnow)
@@ -166,7 +170,7 @@ class JobItem(BaseModel):
     # deadline of every phase is capped by it.
     cancel_after_at: datetime | None = None
     polls: int = 0
-    outputs: list[OutputItem] = Field(default_factory=list)
+    outputs: list[OutputItem] = []
     withheld_outputs: int = 0  # flagged outputs left out under the `withhold` NSFW policy
     error: JobError | None = None
     webhook: WebhookState | None = None

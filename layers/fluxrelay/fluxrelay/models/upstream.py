@@ -29,9 +29,10 @@ class UpstreamPrediction(BaseModel):
 
     id: str
     model: str = ""
-    outputs: list[str] = Field(default_factory=list)
-    urls: dict[str, str] = Field(default_factory=dict)
-    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    # Empty defaults are plain `[]`/`{}` (pydantic copies them per instance), as in the job item.
+    outputs: list[str] = []
+    urls: dict[str, str] = {}
+    has_nsfw_contents: list[bool] = []
     status: str
     created_at: str = ""
     error: str = ""
