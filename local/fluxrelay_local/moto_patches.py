@@ -1,11 +1,14 @@
 """Patches to moto's in-process backends, each a context manager the local stack enters.
 
-`atomic_dynamodb_writes`: where moto is less faithful than AWS in a way our guarantees depend on.
-DynamoDB applies each (conditional) write atomically. moto evaluates the condition and then
-writes without a lock, so two concurrent requests can both pass a condition only one may pass:
-rate limits, idempotency records and the upstream slot pool would overshoot on the local stack.
-Serialising moto's write operations gives it the real service's per-request atomicity (a
-read-then-write in our own code would still race: the lock covers one request, nothing more).
+`atomic_dynamodb_requests`: where moto is less faithful than AWS in a way our guarantees depend
+on. DynamoDB applies each (conditional) write atomically and a read sees an item before or after
+a write, never during it. moto evaluates the condition and then writes without a lock, so two
+concurrent requests can both pass a condition only one may pass (rate limits, idempotency records
+and the upstream slot pool would overshoot), and it updates the stored item in place, so a read
+(or UpdateItem's own copy of the old item) that walks it meanwhile fails with "dictionary changed
+size during iteration". Handling one DynamoDB request at a time gives it the real service's
+per-request atomicity (a read-then-write in our own code would still race: the lock covers one
+request, nothing more).
 
 `scaled_time`: moto's Step Functions interpreter waits in real time (Wait states, Retry
 intervals); tests scale those waits down so a job runs in milliseconds.
@@ -29,40 +32,42 @@ evaluation components (the tree is only read).
 `shared_lambda_clients`: the same kind of overhead. moto's Step Functions interpreter builds a
 new boto3 Lambda client (15-25 ms of CPU) for every Lambda task it runs; it keeps one per region
 and endpoint instead (boto3 clients are thread-safe).
+
+`in_process_requests`: the same kind of overhead. Every handler runs in the moto server's own
+process, yet each of its AWS calls went through a socket: werkzeug's server answers every request
+with `Connection: close`, so each call (about twenty per job) opened a TCP connection, started a
+server thread and parsed HTTP on both sides. A boto3 client of this process hands its request to
+the server's WSGI application directly instead (werkzeug's test client builds the same WSGI
+environ); the same application answers, so what moto does with a request does not change.
+Clients of other processes, presigned URLs and plain HTTP clients still use the socket.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+from urllib.parse import urlsplit
 
 
 @contextmanager
-def atomic_dynamodb_writes() -> Iterator[None]:
-    from moto.dynamodb.models import DynamoDBBackend
+def atomic_dynamodb_requests() -> Iterator[None]:
+    from moto.dynamodb.responses import DynamoHandler
 
-    lock = threading.RLock()
-    originals = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
+    lock = threading.RLock()  # re-entrant: a request's own in-process calls may come back here
+    original = DynamoHandler.call_action
 
-    def locked(original: Any) -> Any:
-        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(self, *args, **kwargs)
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
 
-        return write
-
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, locked(original))
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     try:
         yield
     finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
+        DynamoHandler.call_action = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -217,3 +222,43 @@ def scaled_time(factor: float) -> Iterator[None]:
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
         retrier_decl.time = original_time
         TimeoutSecondsPath._eval_seconds = original_timeout  # type: ignore[method-assign]
+
+
+@contextmanager
+def in_process_requests(app: Callable[..., Any], base_urls: tuple[str, ...]) -> Iterator[None]:
+    """boto3 clients of this process created inside the block send requests addressed to one of
+    `base_urls` to the WSGI `app` in the calling thread (botocore's `before-send` event, as
+    moto's own in-memory mode does)."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+    from werkzeug.test import Client
+
+    active = True
+
+    def send(request: Any, **_: Any) -> AWSResponse | None:
+        if not (active and request.url.startswith(base_urls)):
+            return None  # botocore sends it over the network as usual
+        url = urlsplit(request.url)
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        response = Client(app, use_cookies=False).open(
+            url.path,
+            base_url=f"{url.scheme}://{url.netloc}",
+            method=request.method,
+            query_string=url.query,
+            headers=[(k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()],
+            data=body or b"",
+        )
+        return AWSResponse(
+            request.url, response.status_code, dict(response.headers), MockRawResponse(response.get_data())
+        )
+
+    events = boto3._get_default_session().events
+    events.register_first("before-send", send)
+    try:
+        yield
+    finally:
+        active = False  # clients made meanwhile keep the handler: it now lets everything through
+        events.unregister("before-send", send)

@@ -37,8 +37,9 @@ from fluxrelay_local.config import (
 from fluxrelay_local.deploy import DeployedStack, deploy_template
 from fluxrelay_local.lambdas import LambdaRunner, function_env
 from fluxrelay_local.moto_patches import (
-    atomic_dynamodb_writes,
+    atomic_dynamodb_requests,
     cached_service_lookup,
+    in_process_requests,
     parsed_once,
     plain_attribute_values,
     scaled_time,
@@ -310,7 +311,7 @@ class LocalStack:
         # Executing state machines is a process-wide moto switch; no env var exists for it.
         self._saved_sfn_config = default_user_config.get("stepfunctions")
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
-        self._exits.enter_context(atomic_dynamodb_writes())
+        self._exits.enter_context(atomic_dynamodb_requests())
         self._exits.enter_context(cached_service_lookup())
         self._exits.enter_context(plain_attribute_values())
         self._exits.enter_context(parsed_once())
@@ -320,6 +321,9 @@ class LocalStack:
             self._moto.start()
         _, port = self._moto.get_host_and_port()
         self.aws_endpoint_url = f"http://127.0.0.1:{port}"
+        # The handlers' endpoint, and the one the Step Functions interpreter calls Lambda at.
+        endpoints = (self.aws_endpoint_url, f"http://localhost:{port}")
+        self._exits.enter_context(in_process_requests(self._moto._server.app, endpoints))
         self._set_env(
             {
                 # The Step Functions interpreter calls Lambda at http://localhost:$MOTO_PORT.

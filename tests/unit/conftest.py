@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fluxrelay_local.moto_patches import atomic_dynamodb_writes, plain_attribute_values
+from fluxrelay_local.moto_patches import atomic_dynamodb_requests, plain_attribute_values
 from tests.fakes.memory import FixedSecrets, MemoryJobStore, MemorySlots, RecordingWorkflow
 
 TABLE = "fluxrelay-unit-test"
@@ -48,7 +48,7 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     # moto's conditional writes are not atomic under threads; the local stack's patch makes them so.
-    with atomic_dynamodb_writes(), plain_attribute_values(), mock_aws():
+    with atomic_dynamodb_requests(), plain_attribute_values(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(
             TableName=TABLE,

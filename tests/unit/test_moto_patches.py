@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoResult
 
@@ -90,3 +93,113 @@ def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program() -
     assert second is not first
     assert type(second) is type(first)
     assert AmazonStateLanguageParser.parse(definition)[1] is not tree  # unpatched again
+
+
+def test_a_dynamodb_read_sent_during_a_write_sees_the_item_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from fluxrelay_local.moto_patches import atomic_dynamodb_requests
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with atomic_dynamodb_requests(), mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="t", Item={"pk": {"S": "1"}, "n": {"N": "1"}})
+        writing, release = threading.Event(), threading.Event()
+        original = DynamoDBBackend.update_item
+
+        def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+            writing.set()
+            release.wait(10)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, "update_item", held)
+        writer = threading.Thread(
+            target=client.update_item,
+            kwargs={
+                "TableName": "t",
+                "Key": {"pk": {"S": "1"}},
+                "UpdateExpression": "SET n = :two",
+                "ExpressionAttributeValues": {":two": {"N": "2"}},
+            },
+        )
+        writer.start()
+        assert writing.wait(10)
+        read: dict[str, Any] = {}
+        reader = threading.Thread(
+            target=lambda: read.update(client.get_item(TableName="t", Key={"pk": {"S": "1"}}))
+        )
+        reader.start()
+        reader.join(0.3)  # unpatched, the read answers the old item meanwhile
+        release.set()
+        writer.join(10)
+        reader.join(10)
+    assert read["Item"]["n"] == {"N": "2"}
+
+
+def _aws_calls(client: Callable[[str], Any], name: str) -> dict[str, Any]:
+    """What a handler's kind of S3 and DynamoDB calls answer (names left out, so runs compare)."""
+    s3, ddb = client("s3"), client("dynamodb")
+    s3.create_bucket(Bucket=name)
+    key = "outputs/a b+ü%20.jpeg"
+    s3.put_object(Bucket=name, Key=key, Body=b"\xff\xd8 image", ContentType="image/jpeg", Metadata={"w": "2"})
+    got = s3.get_object(Bucket=name, Key=key)
+    with pytest.raises(ClientError) as missing:
+        s3.head_object(Bucket=name, Key="nothing")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName=name, Item={"pk": {"S": "1"}, "b": {"B": b"\x00"}})
+    with pytest.raises(ClientError) as refused:
+        ddb.put_item(TableName=name, Item={"pk": {"S": "1"}}, ConditionExpression="attribute_not_exists(pk)")
+    return {
+        "body": got["Body"].read(),
+        "object": {k: got[k] for k in ("ContentType", "ContentLength", "Metadata", "ETag")},
+        "keys": [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]],
+        "missing": missing.value.response["Error"]["Code"],
+        "refused": refused.value.response["Error"]["Code"],
+        "item": ddb.get_item(TableName=name, Key={"pk": {"S": "1"}}, ConsistentRead=True)["Item"],
+    }
+
+
+def test_in_process_requests_answer_as_the_server_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.config import Config
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.server import ThreadedMotoServer
+
+    from fluxrelay_local.moto_patches import in_process_requests
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+
+        def client(service: str) -> Any:
+            return boto3.client(service, region_name="us-east-1", endpoint_url=url)
+
+        over_the_socket = _aws_calls(client, "socket")
+    finally:
+        server.stop()
+    wsgi = server._server
+    assert wsgi is not None
+    wsgi.server_close()
+    app = wsgi.app
+    try:
+        with in_process_requests(app, (url,)):  # nothing listens on `url` any more
+            in_process = _aws_calls(client, "inprocess")
+    finally:
+        moto_api_backend.reset()
+    assert in_process == over_the_socket
+    once = Config(retries={"total_max_attempts": 1})
+    with pytest.raises(EndpointConnectionError):  # clients made after the block use the socket again
+        boto3.client("s3", region_name="us-east-1", endpoint_url=url, config=once).list_buckets()
