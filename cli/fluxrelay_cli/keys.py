@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
-from pydantic import ValidationError
 from rich.table import Table
 
+from fluxrelay.apikeys import InvalidKeyError
 from fluxrelay_cli.app import JsonOption, Options, app, err, out, print_json
 from fluxrelay_cli.target import START_HINT, CliError, read_stack_file
 
@@ -104,10 +104,10 @@ def create(
     with key_store(ctx.obj, stack_name, region) as store:
         try:
             key, item = store.create(owner, requests_per_minute=rpm, images_per_day=images_per_day)
-        except ValidationError:
+        except InvalidKeyError:
             raise CliError("--owner must be 1..128 letters, digits or . _ @ -") from None
     if as_json:
-        print_json({"key": key, **_public(item.model_dump(mode="json"))})
+        print_json({"key": key, **_public(item.as_json())})
         return
     err.print(f"API key for {item.owner} (id {item.key_id}); shown once, store it now:")
     out.print(key)
@@ -145,7 +145,7 @@ def list_keys(
 ) -> None:
     """List keys (ids, never the keys themselves), oldest first."""
     with key_store(ctx.obj, stack_name, region) as store:
-        items = [_public(item.model_dump(mode="json")) for item in store.list(owner)]
+        items = [_public(item.as_json()) for item in store.list(owner)]
     if as_json:
         print_json(items)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -107,7 +108,7 @@ def _item(found: dict[str, Any]) -> ApiKeyItem:
         key_id=found["key_id"]["S"],
         owner=found["owner_name"]["S"],
         status=found["status"]["S"],
-        created_at=found["created_at"]["S"],
+        created_at=datetime.fromisoformat(found["created_at"]["S"]),
         requests_per_minute=_number(found, "requests_per_minute"),
         images_per_day=_number(found, "images_per_day"),
     )
