@@ -12,7 +12,6 @@ from fluxrelay.domain.errors import OutputUnavailableError
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import OutputSource, OutputStore
-from fluxrelay.models.wire import GenerationRequest
 from fluxrelay.models.workflow import JobStatusOutput
 from fluxrelay.observability import logger
 from fluxrelay.settings import CancelledOutputs, NsfwPolicy, Settings
@@ -56,7 +55,6 @@ class OutputService:
 
     def _copy_all(self, job: JobItem) -> tuple[list[OutputItem], int]:
         """The outputs stored under the NSFW policy, and how many flagged ones it withheld."""
-        request = GenerationRequest.model_validate(job.request, context=self.settings.validation_context())
         if not job.upstream_outputs:
             raise OutputUnavailableError("the upstream reported completion but returned no outputs")
         stored: list[OutputItem] = []
@@ -66,22 +64,19 @@ class OutputService:
             if nsfw and self.settings.nsfw_policy is NsfwPolicy.WITHHOLD:
                 withheld += 1  # never fetched, so never in our bucket
                 continue
-            stored.append(self._copy(job, request, index, source, nsfw))
+            stored.append(self._copy(job, index, source, nsfw))
         return stored, withheld
 
-    def _copy(
-        self, job: JobItem, request: GenerationRequest, index: int, source: str, nsfw: bool
-    ) -> OutputItem:
+    def _copy(self, job: JobItem, index: int, source: str, nsfw: bool) -> OutputItem:
         label = f"output {index + 1} of {len(job.upstream_outputs)}"
         if source.startswith(("https://", "http://")):
             with self.sources.open(source) as chunks:
-                return self._check_and_put(job, request, index, chunks, label, nsfw)
-        return self._check_and_put(job, request, index, iter([_decode_base64(source, label)]), label, nsfw)
+                return self._check_and_put(job, index, chunks, label, nsfw)
+        return self._check_and_put(job, index, iter([_decode_base64(source, label)]), label, nsfw)
 
     def _check_and_put(
         self,
         job: JobItem,
-        request: GenerationRequest,
         index: int,
         chunks: Iterator[bytes],
         label: str,
