@@ -137,8 +137,7 @@ def _wait_for(job: JobItem, headers: dict[str, str] | None) -> Response:
     responses=openapi.responses(PredictionEnvelope, 401, 404),
 )
 def get_result(job_id: str) -> Response[PredictionEnvelope]:
-    job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
-    return _present(job, with_metrics=True)
+    return _present_owned(job_id)
 
 
 @router.get(
@@ -148,5 +147,11 @@ def get_result(job_id: str) -> Response[PredictionEnvelope]:
     responses=openapi.responses(PredictionEnvelope, 401, 404),
 )
 def get_prediction(job_id: str) -> Response[PredictionEnvelope]:
+    return _present_owned(job_id)
+
+
+def _present_owned(job_id: str) -> Response:
+    """The caller's job with its cost, for both read routes (WaveSpeed has both); someone else's
+    job is the same 404 as an unknown id."""
     job = composition.container().lifecycle.owned(require_owner(http_event(router)), job_id)
     return _present(job, with_metrics=True)
