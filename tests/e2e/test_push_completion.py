@@ -44,18 +44,25 @@ def run_job(alice: Api, stack: LocalStack) -> tuple[str, dict[str, Any]]:
     return job_id, item
 
 
+def states_entered(stack: LocalStack, execution_arn: str) -> list[str]:
+    events = stack.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+
+
 def result_gets(standin: Any, upstream_id: str) -> int:
     return sum(
         1 for r in standin.received if r["method"] == "GET" and f"/predictions/{upstream_id}" in r["path"]
     )
 
 
-def test_the_upstream_push_wakes_the_workflow_which_checks_once(
+def test_the_upstream_push_wakes_the_workflow_which_stores_its_result_without_polling(
     stack: LocalStack, alice: Api, standin: Any
 ) -> None:
     job_id, item = run_job(alice, stack)
     assert wait_endings(stack, item["execution_arn"]) == ["TaskSucceeded"]
-    assert result_gets(standin, item["upstream_id"]) == 1
+    # The signed push carried the completed result: no GET of it, and no check at all.
+    assert result_gets(standin, item["upstream_id"]) == 0
+    assert "CheckResult" not in states_entered(stack, item["execution_arn"])
     (delivery,) = [d for d in standin.webhook_deliveries if d["task_id"] == item["upstream_id"]]
     assert delivery["url"] == f"{stack.api_url}/api/v3/upstream/webhooks/{job_id}"
     assert delivery["status"] == 200
@@ -66,6 +73,7 @@ def test_a_lost_push_falls_back_to_the_poll(stack: LocalStack, alice: Api, stand
     standin.faults.webhooks_lost = 1
     _, item = run_job(alice, stack)
     assert wait_endings(stack, item["execution_arn"])[0] == "TaskTimedOut"
+    assert result_gets(standin, item["upstream_id"]) >= 1  # the poll found the result
     assert not [d for d in standin.webhook_deliveries if d["task_id"] == item["upstream_id"]]
 
 

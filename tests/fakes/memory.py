@@ -17,7 +17,7 @@ from fluxrelay.domain.ports import ExecutionStatus, JobFilter, JobPage, JobPosit
 from fluxrelay.domain.usage import JobUsage
 from fluxrelay.models.notices import JobNotice
 from fluxrelay.models.wire import Prediction
-from fluxrelay.models.workflow import WorkflowStart
+from fluxrelay.models.workflow import WakeRoute, WorkflowStart
 
 
 class MemoryJobStore:
@@ -196,17 +196,20 @@ class FixedSecrets:
 
 
 class RecordingWorkflow:
-    """Records starts; `wake` spends a token once, as Step Functions does (a second send fails)."""
+    """Records starts; `wake` spends a token once, as Step Functions does (a second send fails),
+    and records where each woken wait was sent."""
 
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []
         self.woken: list[str] = []
+        self.routes: list[WakeRoute] = []
         self.executions: dict[str, ExecutionStatus] = {}
 
-    def wake(self, token: str) -> bool:
+    def wake(self, token: str, route: WakeRoute = WakeRoute.CHECK) -> bool:
         if token in self.woken:
             return False
         self.woken.append(token)
+        self.routes.append(route)
         return True
 
     def start(self, start: WorkflowStart, name: str | None = None) -> str:

@@ -21,6 +21,8 @@ from fluxrelay.models.workflow import (
     JobStatusOutput,
     NotifyOutput,
     ResultRoute,
+    WakeOutput,
+    WakeRoute,
     WebhookDelivery,
     WorkflowStart,
 )
@@ -33,8 +35,8 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 EXECUTION_INPUT = set(WorkflowStart.model_fields)
 # What each task function always returns (its output model), by substitution name.
 TASK_OUTPUTS = {
-    # The wakeable wait discards its result (ResultPath null): its input passes through.
-    "ParkJobFunctionArn": set(),
+    # The wakeable wait's result is what the wake sent (at its ResultPath, beside its input).
+    "ParkJobFunctionArn": set(WakeOutput.model_fields),
     "CheckResultFunctionArn": set(CheckResultOutput.model_fields),
     "StoreOutputsFunctionArn": set(JobStatusOutput.model_fields),
     "MarkFailedFunctionArn": set(JobStatusOutput.model_fields),
@@ -115,14 +117,21 @@ def _paths_read(state: dict[str, Any]) -> set[str]:
         if key.endswith(".$") and not value.startswith("$$."):
             paths.append(value)
 
+    guarded: set[str] = set()
+
     def rule_variables(rule: dict[str, Any]) -> None:
-        if "Variable" in rule:
+        # A presence test reads nothing; a field it tested is safe in the rules after it.
+        if "Variable" in rule and "IsPresent" not in rule and rule["Variable"] not in guarded:
             paths.append(rule["Variable"])
         for nested in rule.get("And", []) + rule.get("Or", []) + ([rule["Not"]] if "Not" in rule else []):
             rule_variables(nested)
 
     for rule in state.get("Choices", []):
         rule_variables(rule)
+        # Rules are tried in order: after "missing: go elsewhere", the field is there.
+        test = rule.get("Not", {})
+        if test.get("IsPresent") is True:
+            guarded.add(test["Variable"])
     fields = set()
     for path in paths:
         match = re.fullmatch(r"\$\.(\w+)(?:\..*)?", path)
@@ -134,7 +143,7 @@ def _paths_read(state: dict[str, Any]) -> set[str]:
 def _fields_at_entry(raw: dict[str, Any]) -> dict[str, set[str]]:
     """Fields every input of each state is guaranteed to carry (forward analysis, intersection)."""
     states = raw["States"]
-    everything = set().union(EXECUTION_INPUT, *TASK_OUTPUTS.values(), {"error", "wait"})
+    everything = set().union(EXECUTION_INPUT, *TASK_OUTPUTS.values(), {"error", "wait", "woken"})
     entry = {name: set(everything) for name in states}
     entry[raw["StartAt"]] = set(EXECUTION_INPUT)
     changed = True
@@ -149,6 +158,8 @@ def _fields_at_entry(raw: dict[str, Any]) -> dict[str, set[str]]:
                     incoming[target].append(entry[name] | {catcher["ResultPath"].removeprefix("$.")})
                 elif state["Type"] == "Task" and "ResultPath" in state and state["ResultPath"] is None:
                     incoming[target].append(entry[name])
+                elif state["Type"] == "Task" and state.get("ResultPath", "$") != "$":
+                    incoming[target].append(entry[name] | {state["ResultPath"].removeprefix("$.")})
                 elif state["Type"] == "Task":
                     incoming[target].append(TASK_OUTPUTS[_task_function(raw, name)])
                 else:  # Choice, Wait, Pass without Result: the input passes through
@@ -240,10 +251,9 @@ def test_failures_are_caught_into_mark_failed_where_the_contract_says(states: di
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
             ]
         elif name == WAKEABLE_WAIT:
-            # A timeout (no push came) or a failing park falls back to a poll, never to a failure.
-            assert catchers == [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.wait", "Next": "CheckResult"}
-            ]
+            # A timeout (no push came) or a failing park falls back to a poll (through the choice
+            # every wait ends in), never to a failure.
+            assert catchers == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.wait", "Next": "Woken"}]
         else:
             assert catchers == [], name
     assert states["MarkFailed"]["Parameters"] == {"job_id.$": "$.job_id", "error.$": "$.error"}
@@ -277,8 +287,8 @@ def test_the_wait_between_checks_is_a_wakeable_task_timing_out_after_the_poll_wa
     wait = states[WAKEABLE_WAIT]
     assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
     assert wait["TimeoutSecondsPath"] == "$.wait_seconds"
-    assert wait["ResultPath"] is None  # the check reads the job, not what woke it
-    assert wait["Next"] == "CheckResult"
+    assert wait["ResultPath"] == "$.woken"  # where the wake says to go
+    assert wait["Next"] == "Woken"
     assert [n for n, s in states.items() if s["Type"] == "Wait"] == ["WaitBeforeRedelivery"]
 
 
@@ -287,22 +297,31 @@ def test_choices_route_on_the_task_models_values(states: dict[str, Any]) -> None
         (rule["Variable"], rule["StringEquals"])
         for state in states.values()
         for rule in state.get("Choices", [])
+        if "StringEquals" in rule
     }
     assert compared == {
+        ("$.woken.next", WakeRoute.STORE_OUTPUTS.value),
         ("$.next", ResultRoute.STORE_OUTPUTS.value),
         ("$.next", ResultRoute.NOTIFY.value),
         ("$.webhook", WebhookDelivery.RETRYING.value),
     }
 
 
+def test_a_wait_that_timed_out_or_was_woken_to_check_goes_to_the_check(states: dict[str, Any]) -> None:
+    for wake in (None, WakeRoute.CHECK):
+        entered = _run(states, routes=[ResultRoute.NOTIFY], wakes=[wake])
+        assert entered[:3] == ["WaitForResult", "Woken", "CheckResult"], wake
+
+
 def test_choices_route_results_per_contract(states: dict[str, Any]) -> None:
-    assert _run(states, routes=[ResultRoute.STORE_OUTPUTS])[:4] == [
+    assert _run(states, routes=[ResultRoute.STORE_OUTPUTS])[:5] == [
         "WaitForResult",
+        "Woken",
         "CheckResult",
         "IsFinished",
         "StoreOutputs",
     ]
-    assert _run(states, routes=[ResultRoute.NOTIFY])[3] == "Notify"
+    assert _run(states, routes=[ResultRoute.NOTIFY])[4] == "Notify"
     waits = _run(states, routes=[ResultRoute.WAIT, ResultRoute.WAIT, ResultRoute.STORE_OUTPUTS])
     assert waits.count("WaitForResult") == 3
 
@@ -311,10 +330,12 @@ def _run(
     states: dict[str, Any],
     routes: list[ResultRoute],
     webhooks: tuple[WebhookDelivery, ...] = (WebhookDelivery.NONE,),
+    wakes: list[WakeRoute | None] | None = None,
     limit: int = 200,
 ) -> list[str]:
-    """Walk the graph the way the workflow runs for scripted task results; returns entered states."""
-    polls, deliveries = iter(routes), iter(webhooks)
+    """Walk the graph the way the workflow runs for scripted task results; returns entered states.
+    `wakes`: how each wait ends, woken to a route or timed out (None; the default every time)."""
+    polls, deliveries, woken = iter(routes), iter(webhooks), iter(wakes or [])
     outputs = {
         "CheckResult": lambda: CheckResultOutput(
             job_id="j", status="processing", next=next(polls), wait_seconds=1
@@ -333,8 +354,15 @@ def _run(
             return all(matches(r, data) for r in rule["And"])
         if "Not" in rule:
             return not matches(rule["Not"], data)
+        value: Any = data
+        for part in rule["Variable"].removeprefix("$.").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if "IsPresent" in rule:
+            assert set(rule) <= {"Variable", "IsPresent", "Next"}, rule
+            return (value is not None) is rule["IsPresent"]
         assert set(rule) <= {"Variable", "StringEquals", "Next"}, rule
-        return data[rule["Variable"].removeprefix("$.")] == rule["StringEquals"]
+        assert value is not None, f"{rule['Variable']} is missing: AWS would fail the execution"
+        return bool(value == rule["StringEquals"])
 
     entered, name, data = [], "WaitForResult", {"job_id": "j", "wait_seconds": 2}
     while len(entered) < limit:
@@ -342,7 +370,16 @@ def _run(
         state = states[name]
         if state["Type"] in {"Succeed", "Fail"}:
             return entered
-        if state["Type"] == "Task" and name in outputs:
+        if name == WAKEABLE_WAIT:
+            route = next(woken, None)
+            if route is None:  # timed out: the Catch edge, the error at its ResultPath
+                (catcher,) = state["Catch"]
+                data = {**data, catcher["ResultPath"].removeprefix("$."): {"Error": "States.Timeout"}}
+                name = catcher["Next"]
+                continue
+            woken_output = WakeOutput(next=route).model_dump(mode="json")
+            data = {**data, state["ResultPath"].removeprefix("$."): woken_output}
+        elif state["Type"] == "Task" and name in outputs:
             data = outputs[name]()
         if state["Type"] == "Choice":
             name = next((c["Next"] for c in state["Choices"] if matches(c, data)), state["Default"])
@@ -351,10 +388,17 @@ def _run(
     raise AssertionError(f"no end after {limit} states: {entered[-10:]}")
 
 
+def test_one_image_job_finished_by_the_push_skips_the_check(states: dict[str, Any]) -> None:
+    entered = _run(states, routes=[], wakes=[WakeRoute.STORE_OUTPUTS])
+    assert entered == ["WaitForResult", "Woken", "StoreOutputs", "Notify", "WebhookRetry", "Done"]
+
+
 def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states: dict[str, Any]) -> None:
+    # The push was lost: the wait times out and the first check finds the result.
     entered = _run(states, routes=[ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.NONE,))
     assert entered == [
         "WaitForResult",
+        "Woken",
         "CheckResult",
         "IsFinished",
         "StoreOutputs",
@@ -365,13 +409,13 @@ def test_one_image_job_finishing_on_first_poll_fits_the_transition_budget(states
     assert len(entered) <= MAX_TRANSITIONS
 
 
-def test_each_extra_poll_costs_three_transitions(states: dict[str, Any]) -> None:
-    # A push that is lost or early: one more wait, check and choice per poll.
+def test_each_extra_poll_costs_four_transitions(states: dict[str, Any]) -> None:
+    # A push that is lost or early: one more wait, its choice, a check and a choice per poll.
     once = _run(states, routes=[ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.DELIVERED,))
     entered = _run(
         states, routes=[ResultRoute.WAIT, ResultRoute.STORE_OUTPUTS], webhooks=(WebhookDelivery.DELIVERED,)
     )
-    assert len(entered) == len(once) + 3
+    assert len(entered) == len(once) + 4
 
 
 def test_webhook_retries_loop_through_a_wait_until_delivered_or_given_up(states: dict[str, Any]) -> None:

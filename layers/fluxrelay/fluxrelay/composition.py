@@ -227,7 +227,7 @@ class Container:
     def push(self) -> PushService:
         from fluxrelay.domain.push import PushService
 
-        return PushService(self.lifecycle, self.jobs)
+        return PushService(self.lifecycle)
 
     @cached_property
     def sweeper(self) -> SweepService:

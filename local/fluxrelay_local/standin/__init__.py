@@ -20,7 +20,9 @@ computed task states), `images`, `faults`, `webhooks` (the signed sender), `uplo
 Choices where the real service is undocumented, all configurable:
 - Task status is computed lazily from timestamps (no worker threads): `created` for
   `queue_seconds` (or while a concurrency limit is full), then `processing` for
-  `seconds_per_image * num_images`, then `completed` or `failed`. Only webhooks use threads.
+  `seconds_per_image * num_images`, then `completed` or `failed`. Only webhooks use threads,
+  and the rendering of a task's images, which starts with the task (as the real service makes
+  them during inference and serves finished files), so an output GET does not wait for it.
 - Images are real JPEG/PNG/WebP files of the requested size (`size_multiple` floors the sides,
   1 = exact), deterministic from (seed, prompt, index), served at `/output/<task id>/<n>.<ext>`
   (n from 0). With `enable_base64_output` the outputs are raw base64 (no `data:` prefix) unless

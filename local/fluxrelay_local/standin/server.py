@@ -400,6 +400,8 @@ class StandIn:
                 never_finish=never and error is None,
             )
             self._tasks.add(task)
+            if error is None and not task.never_finish:
+                self._spawn(self._render_outputs, f"standin-render-{task.id}", params)
             self._submissions.append(
                 {
                     "id": task.id,
@@ -453,6 +455,13 @@ class StandIn:
             if self.faults.result_status:
                 prediction["status"] = self.faults.result_status
         return envelope(prediction)
+
+    def _render_outputs(self, params: dict[str, Any]) -> None:
+        width, height = self._tasks.image_size(params)
+        for n in range(params["num_images"]):
+            if self._stop_event.is_set():
+                return
+            render_image(params["prompt"], params["seed"], n, width, height, params["output_format"])
 
     def _on_output(self, request: Request, task_id: str, name: str) -> Response:
         index_text, _, ext = name.partition(".")

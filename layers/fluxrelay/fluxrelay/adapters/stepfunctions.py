@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import LazyClient, error_code
 from fluxrelay.domain.ports import ExecutionStatus
-from fluxrelay.models.workflow import WorkflowStart
+from fluxrelay.models.workflow import WakeOutput, WakeRoute, WorkflowStart
 
 
 class StepFunctionsWorkflow:
@@ -60,9 +60,9 @@ class StepFunctionsWorkflow:
             if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
                 raise
 
-    def wake(self, token: str) -> bool:
+    def wake(self, token: str, route: WakeRoute = WakeRoute.CHECK) -> bool:
         try:
-            self._client.send_task_success(taskToken=token, output="{}")
+            self._client.send_task_success(taskToken=token, output=WakeOutput(next=route).model_dump_json())
         except ClientError as exc:
             # The wait already ended (a timeout, another wake) or its execution is gone.
             if exc.response["Error"]["Code"] in _SPENT_TOKEN_ERRORS:

@@ -79,11 +79,13 @@ class WebhookDeliverer:
             error = exc.message
         return Sent(status, error, max(0, round((self.timer() - started) * 1000)))
 
-    def record(self, job_id: str, change: Change) -> WebhookState:
+    def record(self, job_id: str, change: Change, known: WebhookState | None = None) -> WebhookState:
         """Apply `change` to the stored webhook state (conditionally, see the module doc) and
-        count a delivery that this change gave up."""
+        count a delivery that this change gave up. `known`: the state the caller has just read,
+        tried first (the conditional write still refuses it if it has changed)."""
         for _ in range(_RECORD_TRIES):
-            before = self.lifecycle.load(job_id).webhook
+            before = known if known is not None else self.lifecycle.load(job_id).webhook
+            known = None  # a retry reads the newer state
             if before is None:
                 raise JobStateError(f"job {job_id} has no webhook")
             after = change(before)

@@ -25,10 +25,11 @@ from fluxrelay.domain.jobs import (
     utcnow,
 )
 from fluxrelay.domain.ports import ExecutionStatus, JobStore, Workflow
-from fluxrelay.models.workflow import WorkflowStart
+from fluxrelay.models.workflow import WakeRoute, WorkflowStart
 from fluxrelay.settings import CancelledOutputs, Settings
 
 if TYPE_CHECKING:
+    from fluxrelay.models.upstream import UpstreamPrediction
     from fluxrelay.models.wire import GenerationRequest
 
 Clock = Callable[[], datetime]
@@ -134,7 +135,8 @@ class JobLifecycle:
     ) -> JobItem:
         """End the job as `to` (a terminal status). Returns the job as it now is: the finished
         one, or the job as another writer left it when it had already moved on."""
-        fields: JobFields = {"finished_at": self.clock()}
+        # A finished job has no wait left to wake: its workflow only notifies from here.
+        fields: JobFields = {"finished_at": self.clock(), "wake_token": None, "wake_requested_at": None}
         if error is not None:
             fields["error"] = error
         if outputs is not None:
@@ -230,21 +232,53 @@ class JobLifecycle:
     # request and sends the token back. Both sides write first and read the other's mark in the
     # same conditional write, so whichever comes second sees the first: no wake-up is lost when
     # the push arrives before the workflow has parked, and a duplicate wake is harmless.
-    def wake(self, job_id: str) -> bool:
+    def wake(self, job_id: str, **fields: Unpack[JobFields]) -> bool:
         """Ask for a check of the job now: its parked workflow wakes at once, or (not parked
-        yet) does not park. True when a parked wait was woken. Unknown job: NotFoundError."""
-        job = self.store.update(job_id, wake_requested_at=self.clock())
-        return job.wake_token is not None and self.generation.wake(job.wake_token)
+        yet) does not park. True when a parked wait was woken. `fields` are written in the same
+        write. Unknown job: NotFoundError."""
+        fields["wake_requested_at"] = self.clock()
+        return self._woken(self.store.update(job_id, **fields))
+
+    def wake_finished(self, job: JobItem, result: UpstreamPrediction, **fields: Unpack[JobFields]) -> bool:
+        """`wake` for a job whose upstream task completed, told by the upstream's signed push:
+        the result is recorded in the same write, and the woken wait goes straight to storing
+        the outputs, with no second GET. Its status moves only when StoreOutputs has them."""
+        recorded = _result_fields(result)
+        recorded.update(fields)
+        recorded["wake_requested_at"] = self.clock()
+        return self._woken(self.store.update(job.job_id, **recorded))
+
+    def record_result(self, job: JobItem, result: UpstreamPrediction) -> JobItem | None:
+        """Record a check's completed result on `job` (what StoreOutputs copies); a job still
+        `created` moves to `processing`. None when it left `created` since `job` was read."""
+        recorded = _result_fields(result)
+        if job.status is JobStatus.CREATED:
+            recorded["processing_at"] = self.clock()
+            return self.move(job.job_id, JobStatus.PROCESSING, **recorded)
+        return self.store.update(job.job_id, **recorded)
 
     def park(self, job_id: str, token: str) -> bool:
         """Store the token of the workflow's wait; wake it at once when a check is already due
         (asked for since the last check, or the deadline passed). True then. A finished job's
         wait runs its course: a cancelled job may be waiting for late outputs."""
         job = self.store.update(job_id, wake_token=token)
-        due = job.wake_requested_at is not None or (
-            job.deadline_at is not None and self.clock() >= job.deadline_at
-        )
-        return due and self.generation.wake(token)
+        due = job.wake_requested_at is not None or self._past_deadline(job)
+        return due and self.generation.wake(token, self._route(job))
+
+    def _woken(self, job: JobItem) -> bool:
+        return job.wake_token is not None and self.generation.wake(job.wake_token, self._route(job))
+
+    def _route(self, job: JobItem) -> WakeRoute:
+        """Where a woken wait goes: to StoreOutputs when the completed result is on the job
+        already (only the push records one before a wait ends), as a check that found it would;
+        StoreOutputs knows what a job that has ended meanwhile keeps. Else (and past the
+        deadline, which the check enforces) to a check."""
+        if job.upstream_outputs and not self._past_deadline(job):  # only a completed result has any
+            return WakeRoute.STORE_OUTPUTS
+        return WakeRoute.CHECK
+
+    def _past_deadline(self, job: JobItem) -> bool:
+        return job.deadline_at is not None and self.clock() >= job.deadline_at
 
     def checking(self, job: JobItem) -> None:
         """A check starts: its token is spent and a pending wake request is answered by it."""
@@ -278,6 +312,16 @@ class JobLifecycle:
             return False
         self.expiry.start(WorkflowStart(job_id=job_id, wait_seconds=wait_seconds))
         return True
+
+
+def _result_fields(result: UpstreamPrediction) -> JobFields:
+    """What a completed upstream result records on its job."""
+    return {
+        "upstream_status": result.status,
+        "upstream_outputs": list(result.outputs),
+        "nsfw": list(result.has_nsfw_contents),
+        "inference_ms": result.inference_ms,
+    }
 
 
 def _looks_like_id(value: str) -> bool:

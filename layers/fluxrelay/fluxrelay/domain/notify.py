@@ -60,7 +60,7 @@ class NotifyService:
             return NotifyOutput(job_id=job_id, attempt=hook.attempts, webhook=hook.state, wait_seconds=0)
         now = self.clock()
         sent = self.deliverer.send(job, hook.url)
-        after = self.deliverer.record(job_id, lambda current: self._after(current, now, sent))
+        after = self.deliverer.record(job_id, lambda current: self._after(current, now, sent), known=hook)
         if sent.ok and job.finished_at is not None:
             milliseconds(MetricName.WEBHOOK_LATENCY, (now - job.finished_at).total_seconds() * 1000)
         if not sent.ok:

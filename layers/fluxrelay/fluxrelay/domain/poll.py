@@ -65,24 +65,7 @@ class PollService:
             return self._again(job, now)
 
         if result.is_completed:
-            if job.status is JobStatus.CREATED:
-                stored = self.lifecycle.move(
-                    job_id,
-                    JobStatus.PROCESSING,
-                    processing_at=now,
-                    upstream_status=result.status,
-                    upstream_outputs=list(result.outputs),
-                    nsfw=list(result.has_nsfw_contents),
-                    inference_ms=result.inference_ms,
-                )
-            else:
-                stored = self.store.update(
-                    job_id,
-                    upstream_status=result.status,
-                    upstream_outputs=list(result.outputs),
-                    nsfw=list(result.has_nsfw_contents),
-                    inference_ms=result.inference_ms,
-                )
+            stored = self.lifecycle.record_result(job, result)
             # The job stays `processing` until StoreOutputs has copied the outputs.
             status = (stored or job).status.public
             return CheckResultOutput(

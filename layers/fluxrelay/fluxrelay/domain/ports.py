@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # types only: importing the ports builds no model
     from fluxrelay.models.notices import JobNotice
     from fluxrelay.models.upstream import UpstreamPrediction
     from fluxrelay.models.wire import Prediction
-    from fluxrelay.models.workflow import WorkflowStart
+    from fluxrelay.models.workflow import WakeRoute, WorkflowStart
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,10 @@ class Workflow(Protocol):
     def stop(self, execution_arn: str) -> None:
         """Stop a running execution (harmless when it has ended)."""
 
-    def wake(self, token: str) -> bool:
-        """End the parked wait that holds `token` (its execution checks at once). False when the
-        token is no longer waiting (already used, timed out, execution gone): harmless."""
+    def wake(self, token: str, route: WakeRoute) -> bool:
+        """End the parked wait that holds `token`: its execution goes on to `route` at once.
+        False when the token is no longer waiting (already used, timed out, execution gone):
+        harmless."""
 
 
 class OutputStore(Protocol):

@@ -19,6 +19,21 @@ class ResultRoute(StrEnum):
     NOTIFY = "notify"  # the job has ended (failed, timed out, or already completed)
 
 
+class WakeRoute(StrEnum):
+    """Where a woken wait goes (the `Woken` choice after `WaitForResult`)."""
+
+    CHECK = "check"  # check the upstream result now
+    # The upstream's signed push already recorded the completed result: store its outputs, with
+    # no second GET of a result we hold.
+    STORE_OUTPUTS = "store_outputs"
+
+
+class WakeOutput(BaseModel):
+    """What a wake hands the parked wait (the task's output, at `$.woken`)."""
+
+    next: WakeRoute
+
+
 class WebhookDelivery(StrEnum):
     """A job's webhook delivery state, as stored in the job and as `Notify` reports it; the
     workflow waits and calls `Notify` again while it is `retrying`."""
@@ -32,10 +47,11 @@ class WebhookDelivery(StrEnum):
 
 # The state transitions (states entered, what Step Functions bills) each task invocation of the
 # generation workflow stands for, so that a job's count adds up from its invocations:
-# WaitForResult (ParkJob, the wakeable wait) = 1; CheckResult = CheckResult + IsFinished;
+# WaitForResult (ParkJob, the wakeable wait) = WaitForResult + Woken, however the wait ended;
+# CheckResult = CheckResult + IsFinished;
 # StoreOutputs and MarkFailed = 1; Notify = Notify + WebhookRetry + either WaitBeforeRedelivery
 # (then Notify again) or Done.
-TASK_TRANSITIONS = {"WaitForResult": 1, "CheckResult": 2, "StoreOutputs": 1, "MarkFailed": 1, "Notify": 3}
+TASK_TRANSITIONS = {"WaitForResult": 2, "CheckResult": 2, "StoreOutputs": 1, "MarkFailed": 1, "Notify": 3}
 
 
 class WorkflowStart(BaseModel):

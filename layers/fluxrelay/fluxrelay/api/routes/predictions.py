@@ -75,6 +75,8 @@ def submit(
     c = composition.container()
     cancel_after_seconds = parse_cancel_after(cancel_after) if cancel_after is not None else None
 
+    submitted: list[JobItem] = []  # the job, when this call is the one that created it
+
     def work() -> SubmitOutcome:
         take_quota(event, c.limiter, c.settings, request.num_images)
         try:
@@ -89,6 +91,7 @@ def submit(
             if exc.retryable or exc.http_status == 429:
                 raise  # nothing was created upstream: a retry with the same key may go ahead
             return SubmitOutcome(error=RefusedSubmit(status=exc.http_status, message=exc.message))
+        submitted.append(job)
         return SubmitOutcome(job_id=job.job_id)
 
     payload = {
@@ -102,7 +105,8 @@ def submit(
     if outcome.job_id is None:
         refused = outcome.error or RefusedSubmit(status=500, message="internal error")
         return error_response(refused.status, refused.message, headers=headers)
-    job = c.lifecycle.owned(owner, outcome.job_id)
+    # A replayed key answers the job it created; a first call has it at hand (no second read).
+    job = submitted[0] if submitted else c.lifecycle.owned(owner, outcome.job_id)
     logger.set_correlation_id(job.job_id)
     usage.bind(job.job_id)  # this invocation is part of what the job costs
     count(MetricName.JOBS_SUBMITTED)
