@@ -295,10 +295,13 @@ class Container:
 
     @cached_property
     def upload_expiry(self) -> UploadExpiryService:
+        from fluxrelay.adapters.s3 import S3UploadStore
         from fluxrelay.domain.expiry import UploadExpiryService
 
+        # The timer only looks whether the upload arrived: the shared client, nothing to presign.
+        uploads = S3UploadStore(self.settings.bucket_name, self.aws("s3"))
         return UploadExpiryService(
-            lifecycle=self.lifecycle, jobs=self.jobs, uploads=self.upload_store, settings=self.settings
+            lifecycle=self.lifecycle, jobs=self.jobs, uploads=uploads, settings=self.settings
         )
 
     @cached_property

@@ -11,8 +11,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from fluxrelay.adapters.aws import LazyClient, error_code
 from fluxrelay.adapters.aws import client as aws_client
-from fluxrelay.adapters.aws import error_code
 from fluxrelay.domain.errors import InvalidRequestError
 
 
@@ -82,11 +82,16 @@ class ObjectInfo:
 
 
 class S3UploadStore:
-    """`UploadStore` on S3: presigned PUT/GET for uploads, and cheap reads of what arrived."""
+    """`UploadStore` on S3: presigned PUT/GET for uploads, and cheap reads of what arrived.
+
+    Presigning needs a SigV4 client of its own; reads and writes use it too unless `client` is
+    given (the upload-expiry timer only looks whether an upload arrived, with the shared client,
+    and never makes a second S3 client)."""
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self.bucket = bucket
-        self._client = client or boto3.client("s3", config=_PRESIGN_CONFIG)
+        self._presigner = LazyClient("s3", factory=lambda: boto3.client("s3", config=_PRESIGN_CONFIG))
+        self._client = LazyClient("s3", client, lambda: self._presigner.made)
 
     def presigned_put(
         self, key: str, content_type: str, content_length: int | None, expires_in: int
@@ -98,19 +103,19 @@ class S3UploadStore:
         if content_length is not None:
             params["ContentLength"] = content_length
             headers["Content-Length"] = str(content_length)
-        url = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        url = self._presigner.made.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
         return str(url), headers
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return str(
-            self._client.generate_presigned_url(
+            self._presigner.made.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
             )
         )
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            out = self._client.head_object(Bucket=self.bucket, Key=key)
+            out = self._client.made.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -124,13 +129,13 @@ class S3UploadStore:
 
     def read_head(self, key: str, length: int) -> bytes:
         """The first `length` bytes (fewer if the object is smaller)."""
-        out = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{max(length, 1) - 1}")
+        out = self._client.made.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{max(length, 1) - 1}")
         return bytes(out["Body"].read())
 
     def read(self, key: str, max_bytes: int) -> bytes | None:
         """The whole object, or None when it does not exist; refuses objects above `max_bytes`."""
         try:
-            out = self._client.get_object(Bucket=self.bucket, Key=key)
+            out = self._client.made.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -141,4 +146,4 @@ class S3UploadStore:
         return bytes(out["Body"].read())
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        self._client.made.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
