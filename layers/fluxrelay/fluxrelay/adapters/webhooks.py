@@ -9,7 +9,7 @@ from standardwebhooks.webhooks import Webhook
 
 from fluxrelay.adapters.urlguard.rules import UrlPolicy
 from fluxrelay.adapters.urlguard.transport import safe_request
-from fluxrelay.models.wire import Prediction
+from fluxrelay.models.predictions import Prediction
 
 
 def sign(secrets: list[str], message_id: str, timestamp: datetime, body: str) -> str:

@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 
 from fluxrelay.domain.jobs import JobItem
 from fluxrelay.domain.ports import OutputStore
-from fluxrelay.models.wire import Prediction, PredictionMetrics, PredictionUrls, Timings, WithheldOutputs
+from fluxrelay.models.predictions import (
+    Prediction,
+    PredictionMetrics,
+    PredictionUrls,
+    Timings,
+    WithheldOutputs,
+)
 from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.settings import Settings
 
