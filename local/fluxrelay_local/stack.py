@@ -13,6 +13,7 @@ are process-wide.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -145,6 +146,12 @@ class LocalStack:
             self._clear_settings_cache()
         snapshot = self._restore()
         self._create_dev_key(snapshot.dev_key)
+        # What exists now (moto's backends, the deployed template, every handler's modules) lives
+        # as long as the stack. On AWS each function is a small process of its own; here one
+        # process holds it all, and each full collection walked all of it, pausing every job in
+        # flight (a few hundred ms). Frozen, collections walk only what came later; unfrozen at stop.
+        gc.freeze()
+        self._exits.callback(gc.unfreeze)
         self._resume(snapshot.executions)
         self._ready = True
         self.info = self._describe()

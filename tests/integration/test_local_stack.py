@@ -8,6 +8,7 @@ Waits are scaled down (time_scale) and every wait is a bounded poll, never a fix
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import socket
 import time
@@ -105,13 +106,15 @@ def test_stop_frees_every_port_and_is_idempotent(tmp_path: Path) -> None:
     ]
     assert not any(port_is_free(p) for p in ports)
     assert json.loads(stack.state_file.read_text())["upstream_url"] == stack.upstream_url
+    assert gc.get_freeze_count() > 0  # what it loaded is left out of garbage collections
 
     # When it is stopped twice
     stack.stop()
     stack.stop()
 
-    # Then every port can be listened on again
+    # Then every port can be listened on again, and what it held can be collected
     assert [p for p in ports if not port_is_free(p)] == []
+    assert gc.get_freeze_count() == 0
 
 
 def test_only_one_stack_runs_per_process(tmp_path: Path) -> None:
