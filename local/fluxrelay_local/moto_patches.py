@@ -16,13 +16,18 @@ intervals); tests scale those waits down so a job runs in milliseconds.
 `cached_service_lookup`: overhead the real endpoints do not have. moto's server finds the
 backend of every request by listing its own package directory and matching a few hundred URL
 patterns (about 2 ms of CPU), under one lock that every request of every service takes; the
-answer for a host never changes, so it is looked up once per host.
+answer for a host never changes, so it is looked up once per host. So are the names of a response
+class's methods, which moto listed with `inspect.getmembers` at every request to check that the
+action exists.
 
 `plain_attribute_values`: the same kind of overhead. moto serializes every response by walking
 its botocore shape member by member; a DynamoDB item is a tree of AttributeValues, so each
 GetItem, PutItem or UpdateItem with ReturnValues spent milliseconds of CPU per item (most of
 what a DynamoDB call cost here). An AttributeValue is written out in one pass instead, to the
-same JSON (binary values base64, as the shape walk does).
+same JSON (binary values base64, as the shape walk does). Before that, moto turns the result into
+plain dicts with a function that re-imports a module and tries five type checks at every node
+(about half a millisecond per job item); items, plain dicts, lists and strings take a short path
+now, and everything else (binary values, timestamps) still goes through moto's own function.
 
 `parsed_once`: the same kind of overhead. moto's Step Functions lexes and parses the state
 machine's definition with ANTLR at every execution start (tens of milliseconds of CPU); the
@@ -44,10 +49,12 @@ Clients of other processes, presigned URLs and plain HTTP clients still use the 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,9 +79,11 @@ def atomic_dynamodb_requests() -> Iterator[None]:
 
 @contextmanager
 def cached_service_lookup() -> Iterator[None]:
+    from moto.core import responses
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     original = DomainDispatcherApplication.get_backend_for_host
+    original_names = responses.method_names_from_class
     found: dict[str | None, Any] = {}
 
     def get_backend_for_host(self: Any, host: str | None) -> Any:
@@ -84,10 +93,13 @@ def cached_service_lookup() -> Iterator[None]:
         return found[host]
 
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+    # Only read (`action in names`); a response class's methods are defined once, with the class.
+    responses.method_names_from_class = functools.cache(original_names)
     try:
         yield
     finally:
         DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
+        responses.method_names_from_class = original_names
 
 
 _ATTRIBUTE_VALUE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
@@ -96,8 +108,23 @@ _ATTRIBUTE_VALUE_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L",
 @contextmanager
 def plain_attribute_values() -> Iterator[None]:
     from moto.core.serialize import BaseJSONSerializer
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.dynamo_type import DynamoType
 
     original = BaseJSONSerializer._serialize_type_structure
+    original_to_dict = responses.dynamo_to_dict
+
+    def to_dict(obj: Any) -> Any:
+        kind = type(obj)
+        if kind is dict:
+            return {k: to_dict(v) for k, v in obj.items()}
+        if kind is list:
+            return [to_dict(v) for v in obj]
+        if kind in (str, int, float, bool) or obj is None:
+            return obj
+        if not isinstance(obj, DynamoType | datetime) and hasattr(obj, "to_json"):
+            return to_dict(obj.to_json())  # an Item: what moto's function does with it
+        return original_to_dict(obj)
 
     def plain(serializer: Any, value: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -123,10 +150,12 @@ def plain_attribute_values() -> Iterator[None]:
         original(self, serialized, value, shape, key)
 
     BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+    responses.dynamo_to_dict = to_dict
     try:
         yield
     finally:
         BaseJSONSerializer._serialize_type_structure = original  # type: ignore[method-assign]
+        responses.dynamo_to_dict = original_to_dict
 
 
 @contextmanager

@@ -77,6 +77,21 @@ def test_dynamodb_items_are_answered_as_moto_answers_them(monkeypatch: pytest.Mo
     assert answers(True, monkeypatch) == plain
 
 
+def test_a_response_class_lists_the_same_method_names_once() -> None:
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    from fluxrelay_local.moto_patches import cached_service_lookup
+
+    listed = responses.method_names_from_class(DynamoHandler)
+    with cached_service_lookup():
+        first = responses.method_names_from_class(DynamoHandler)
+        assert responses.method_names_from_class(DynamoHandler) is first
+    assert first == listed
+    assert "update_item" in first
+    assert responses.method_names_from_class(DynamoHandler) is not listed  # unpatched again
+
+
 def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program() -> None:
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
