@@ -33,6 +33,16 @@ ITEM = {
 }
 
 
+def _create_table(client: Any, name: str) -> None:
+    """A table keyed by a string `pk`, as the stack's tables are."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def answers(patched: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """The JSON bodies moto sends for item reads and writes, with or without the patch."""
     bodies: list[tuple[str, Any]] = []
@@ -47,12 +57,7 @@ def answers(patched: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, A
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with plain_attribute_values() if patched else contextlib.nullcontext(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_table(client, "t")
         bodies.clear()  # the table description carries its creation time
         client.put_item(TableName="t", Item=ITEM)
         client.put_item(TableName="t", Item=ITEM, ReturnValues="ALL_OLD")
@@ -118,12 +123,7 @@ def test_a_dynamodb_read_sent_during_a_write_sees_the_item_after_it(monkeypatch:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with atomic_dynamodb_requests(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_table(client, "t")
         client.put_item(TableName="t", Item={"pk": {"S": "1"}, "n": {"N": "1"}})
         writing, release = threading.Event(), threading.Event()
         original = DynamoDBBackend.update_item
@@ -166,12 +166,7 @@ def _aws_calls(client: Callable[[str], Any], name: str) -> dict[str, Any]:
     got = s3.get_object(Bucket=name, Key=key)
     with pytest.raises(ClientError) as missing:
         s3.head_object(Bucket=name, Key="nothing")
-    ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _create_table(ddb, name)
     ddb.put_item(TableName=name, Item={"pk": {"S": "1"}, "b": {"B": b"\x00"}})
     with pytest.raises(ClientError) as refused:
         ddb.put_item(TableName=name, Item={"pk": {"S": "1"}}, ConditionExpression="attribute_not_exists(pk)")
