@@ -74,6 +74,7 @@ CATALOGUE = (
 )
 
 # What a deployed function has in its environment, minus anything secret; no value is contacted.
+# The template's fixed settings (Powertools', pydantic's) are added from it: `environment()`.
 ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
@@ -86,9 +87,18 @@ ENVIRONMENT = {
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fluxrelay",
     "UPLOAD_EXPIRY_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:expiry",
     "WAVESPEED_SECRET_NAME": "fluxrelay/wavespeed",
-    "POWERTOOLS_SERVICE_NAME": "fluxrelay",
-    "POWERTOOLS_METRICS_NAMESPACE": "FluxRelay",
 }
+
+
+def environment() -> dict[str, str]:
+    """`ENVIRONMENT` and the variables the template's Globals set to fixed values, as every
+    deployed function has them (e.g. `PYDANTIC_DISABLE_PLUGINS`, which changes what a cold start
+    does); variables set from parameters or resources are left to `ENVIRONMENT`."""
+    from fluxrelay_local.deploy import load_template
+
+    variables = load_template(REPO_ROOT / "template.yaml")["Globals"]["Function"]["Environment"]["Variables"]
+    fixed = {name: str(value) for name, value in variables.items() if isinstance(value, str | int)}
+    return {**ENVIRONMENT, **fixed}
 
 
 def handler_script(fn: Function) -> str:
@@ -107,25 +117,27 @@ def baseline_script(fn: Function) -> str:
     return f"import boto3\n{clients}{http}from aws_lambda_powertools import Logger\nLogger()\n"
 
 
-def run_once(python: str, script: str) -> float:
-    """CPU seconds (user + system) of one fresh process running `script`: on a shared machine
-    a process's own CPU time varies far less than its wall-clock time."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHON"))}
-    env = {**keep, **ENVIRONMENT, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
+def run_once(python: str, script: str, deployed: dict[str, str]) -> float:
+    """CPU seconds (user + system) of one fresh process running `script` in the `deployed`
+    environment: on a shared machine a process's own CPU time varies far less than its wall-clock
+    time."""
+    ours = ("AWS_", "POWERTOOLS_", "PYTHON", "PYDANTIC_")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env = {**keep, **deployed, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([python, "-c", script], check=True, env=env, cwd=REPO_ROOT)  # noqa: S603 - our scripts
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(python: str, fn: Function, runs: int) -> tuple[float, float, float]:
+def measure(python: str, fn: Function, runs: int, deployed: dict[str, str]) -> tuple[float, float, float]:
     """Medians of the handler's and the baseline's CPU times, and of their ratios run by run: each
     handler process is paired with the baseline process started right after it, so a load that
     changes over the minutes of a run slows both sides of a pair alike."""
     handler, baseline = [], []
     for _ in range(runs):
-        handler.append(run_once(python, handler_script(fn)))
-        baseline.append(run_once(python, baseline_script(fn)))
+        handler.append(run_once(python, handler_script(fn), deployed))
+        baseline.append(run_once(python, baseline_script(fn), deployed))
     ratios = [h / b for h, b in zip(handler, baseline, strict=True)]
     return statistics.median(handler), statistics.median(baseline), statistics.median(ratios)
 
@@ -145,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold import, median CPU time of {args.runs} fresh processes a side (target <= {args.target}x)")
     print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        baseline")
     failed = []
+    deployed = environment()
     for fn in chosen:
-        handler, baseline, ratio = measure(args.python, fn, args.runs)
+        handler, baseline, ratio = measure(args.python, fn, args.runs, deployed)
         verdict = "PASS" if ratio <= args.target else "FAIL"
         if verdict == "FAIL":
             failed.append(fn.name)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -368,9 +371,39 @@ def test_env_var_names_are_settings_aliases(template: dict[str, Any]) -> None:
     from fluxrelay.settings import Settings
 
     aliases = Settings.variables()
-    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    libraries = {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+        "PYDANTIC_DISABLE_PLUGINS",
+    }
     for logical_id in FUNCTIONS:
-        assert set(_environment(template, logical_id)) - powertools <= aliases
+        assert set(_environment(template, logical_id)) - libraries <= aliases
+
+
+def test_no_function_looks_for_pydantic_plugins(template: dict[str, Any]) -> None:
+    # Given the setting every function has
+    for logical_id in FUNCTIONS:
+        assert _environment(template, logical_id)["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}
+    # When a fresh process builds its first model with the installed pydantic, reading the
+    # installed packages' metadata (where plugins are found) fails loudly
+    script = (
+        "import importlib.metadata as m\n"
+        "def refuse(*a, **k): raise AssertionError('package metadata read')\n"
+        "m.distributions = m.entry_points = refuse\n"
+        "from pydantic import BaseModel\n"
+        "class Job(BaseModel):\n    job_id: str\n"
+        "print(Job(job_id='x').job_id)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)  # noqa: S603
+    # Then it never reads it
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "x"
+    # (and without the setting it does, so the check above can fail)
+    env.pop("PYDANTIC_DISABLE_PLUGINS")
+    unset = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)  # noqa: S603
+    assert unset.returncode != 0
 
 
 def test_every_parameter_is_used(template: dict[str, Any]) -> None:
