@@ -1,9 +1,14 @@
 """S3 → SQS → img2img jobs: one SQS message per S3 notification, partial batch failures.
 
-Each record is handled on its own (`UploadService.ingest`): a message that fails (unreadable
-body, a transient AWS or upstream error) is reported back to SQS alone, is redelivered, and ends
-in the DLQ after the queue's maxReceiveCount; the other messages of the batch are done.
-Redelivery is safe: one object version gives at most one upstream submission.
+Each message is handled on its own (`UploadService.ingest`): a message that fails (unreadable
+body, a transient AWS or upstream error) is reported back to SQS alone (`batchItemFailures`, the
+event source mapping has `ReportBatchItemFailures`), is redelivered, and ends in the DLQ after the
+queue's maxReceiveCount; the other messages of the batch are done. Redelivery is safe: one object
+version gives at most one upstream submission.
+
+The loop is ours rather than Powertools' batch utility: that utility imports the event class of
+every AWS event source (its `data_classes` package) at each cold start, for what is a try/except
+per message here.
 """
 
 from __future__ import annotations
@@ -11,20 +16,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
 from fluxrelay.models.s3events import s3_objects
 from fluxrelay.observability import logger, metrics
 
-processor = BatchProcessor(event_type=EventType.SQS)
 
-
-def record_handler(record: SQSRecord) -> None:
+def ingest_message(body: str) -> None:
     # A body that is not JSON raises here: that message fails alone and ends in the DLQ.
-    notification = json.loads(record.body)
+    notification = json.loads(body)
     service = composition.container().uploads
     for obj in s3_objects(notification):
         outcome = service.ingest(obj)
@@ -35,6 +36,12 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    failures = []
+    for record in event["Records"]:
+        message_id = record["messageId"]
+        try:
+            ingest_message(record["body"])
+        except Exception:  # a true boundary: whatever failed, only this message is retried
+            logger.exception("message failed; SQS delivers it again", extra={"message_id": message_id})
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
