@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
-from fluxrelay.models.workflow import JobTask
+from fluxrelay.models.tasks import JobTask
 from fluxrelay.observability import logger
 
 

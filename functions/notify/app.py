@@ -8,7 +8,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fluxrelay import composition
 from fluxrelay.metering import metered
-from fluxrelay.models.workflow import TASK_TRANSITIONS, JobTask, WebhookDelivery
+from fluxrelay.models.tasks import JobTask
+from fluxrelay.models.workflow import TASK_TRANSITIONS, WebhookDelivery
 from fluxrelay.observability import logger, metrics
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fluxrelay.domain.usage import JobUsage, PriceTable
+from fluxrelay.domain.pricing import PriceTable
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay_local.stack import LocalStack
 from tests.support.stack import Api, WebhookReceiver, job_item, standin_of, wait_for
 

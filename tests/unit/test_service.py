@@ -29,9 +29,10 @@ from fluxrelay.domain.notify import NotifyService
 from fluxrelay.domain.outputs import OutputService
 from fluxrelay.domain.poll import PollService
 from fluxrelay.domain.submit import SubmitService
+from fluxrelay.models.tasks import CaughtError
 from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.models.wire import GenerationRequest
-from fluxrelay.models.workflow import CaughtError, ResultRoute, WebhookDelivery
+from fluxrelay.models.workflow import ResultRoute, WebhookDelivery
 from fluxrelay.observability import metrics
 from fluxrelay.settings import Settings
 from tests.fakes.memory import (

@@ -16,16 +16,8 @@ from cfnlint.decode import cfn_yaml
 from statelint.config import Config
 from statelint.linter import Linter
 
-from fluxrelay.models.workflow import (
-    CheckResultOutput,
-    JobStatusOutput,
-    NotifyOutput,
-    ResultRoute,
-    WakeOutput,
-    WakeRoute,
-    WebhookDelivery,
-    WorkflowStart,
-)
+from fluxrelay.models.tasks import CheckResultOutput, JobStatusOutput, NotifyOutput
+from fluxrelay.models.workflow import ResultRoute, WakeOutput, WakeRoute, WebhookDelivery, WorkflowStart
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachines" / "generation.asl.json"

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from fluxrelay.api.presenter import PredictionPresenter
 from fluxrelay.domain import usage
 from fluxrelay.domain.jobs import JobItem, OutputItem, new_job_id
-from fluxrelay.domain.usage import JobUsage, PriceTable
+from fluxrelay.domain.pricing import PriceTable
+from fluxrelay.domain.usage import JobUsage
 from fluxrelay.settings import Settings
 from tests.fakes.memory import MemoryOutputStore
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydantic_core import InitErrorDetails
 
-    from fluxrelay.domain.usage import PriceTable
+    from fluxrelay.domain.pricing import PriceTable
 
 
 class UrlPolicyName(StrEnum):
@@ -270,7 +270,7 @@ class Settings:
     def cost_prices(self) -> PriceTable:
         """The list prices (pydantic, built at the first cost estimate; a set `COST_PRICES` is
         checked when the settings are read)."""
-        from fluxrelay.domain.usage import PriceTable
+        from fluxrelay.domain.pricing import PriceTable
 
         return PriceTable.model_validate_json(self.cost_prices_json or "{}")
 

@@ -39,7 +39,8 @@ from fluxrelay.domain.errors import (
     UpstreamUnauthorizedError,
     UpstreamUnavailableError,
 )
-from fluxrelay.models.upstream import MODEL_ID, UpstreamPrediction
+from fluxrelay.models import MODEL_ID
+from fluxrelay.models.upstream import UpstreamPrediction
 from fluxrelay.observability import logger
 
 MODEL_PATH = f"/api/v3/{MODEL_ID}"

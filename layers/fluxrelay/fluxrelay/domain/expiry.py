@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fluxrelay.domain.jobs import JobError, JobStatus
-from fluxrelay.models.workflow import ExpireUploadOutput
+from fluxrelay.models.tasks import ExpireUploadOutput
 from fluxrelay.observability import logger
 
 if TYPE_CHECKING:

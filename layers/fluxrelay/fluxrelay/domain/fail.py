@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fluxrelay.domain.jobs import JobError
 from fluxrelay.domain.lifecycle import JobLifecycle
-from fluxrelay.models.workflow import CaughtError, JobStatusOutput
+from fluxrelay.models.tasks import CaughtError, JobStatusOutput
 from fluxrelay.observability import logger
 
 

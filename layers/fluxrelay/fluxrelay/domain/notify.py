@@ -14,7 +14,8 @@ from fluxrelay.domain.jobs import AttemptOutcome, JobItem, WebhookState, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Notifier, SlotPool
 from fluxrelay.models.notices import JobNotice
-from fluxrelay.models.workflow import NotifyOutput, WebhookDelivery
+from fluxrelay.models.tasks import NotifyOutput
+from fluxrelay.models.workflow import WebhookDelivery
 from fluxrelay.observability import MetricName, count, count_job_finished, logger, milliseconds
 from fluxrelay.settings import Settings
 

@@ -12,7 +12,7 @@ from fluxrelay.domain.errors import OutputUnavailableError
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, OutputItem
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import OutputSource, OutputStore
-from fluxrelay.models.workflow import JobStatusOutput
+from fluxrelay.models.tasks import JobStatusOutput
 from fluxrelay.observability import logger
 from fluxrelay.settings import CancelledOutputs, NsfwPolicy, Settings
 

@@ -18,7 +18,8 @@ from fluxrelay.domain.errors import (
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import JobStore, Upstream
-from fluxrelay.models.workflow import CheckResultOutput, ResultRoute
+from fluxrelay.models.tasks import CheckResultOutput
+from fluxrelay.models.workflow import ResultRoute
 from fluxrelay.observability import MetricName, count, logger
 from fluxrelay.settings import Settings
 

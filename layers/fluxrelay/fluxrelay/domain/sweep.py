@@ -19,7 +19,7 @@ from fluxrelay.domain.dispatch import Dispatcher
 from fluxrelay.domain.jobs import JobError, JobItem, JobStatus, utcnow
 from fluxrelay.domain.lifecycle import JobLifecycle
 from fluxrelay.domain.ports import ExecutionStatus, JobStore
-from fluxrelay.models.workflow import SweepOutput
+from fluxrelay.models.tasks import SweepOutput
 from fluxrelay.observability import logger
 from fluxrelay.settings import Settings
 

@@ -3,8 +3,8 @@
 Pure domain code. An invocation that works on a job meters what it uses (`metering()`), the use
 cases add to the open meter (`count(...)`, e.g. each upstream result poll), and the handler adds
 the invocation's usage to the job in one atomic write at its end (`fluxrelay.metering`). The
-estimate multiplies the totals by a `PriceTable` when the job is read, so a new price table
-applies to old jobs too.
+estimate multiplies the totals by the price table (`fluxrelay.domain.pricing`) when the job is
+read, so a new price table applies to old jobs too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 UsageCounter = Literal[
     "state_transitions", "lambda_invocations", "lambda_ms", "lambda_mb_ms", "upstream_polls"
@@ -34,34 +34,6 @@ class JobUsage(BaseModel):
 
     def nonzero(self) -> dict[str, int]:
         return {name: value for name, value in self.model_dump().items() if value}
-
-
-class PriceTable(BaseModel):
-    """List prices in USD (us-east-1, Standard workflows, Lambda on arm64, S3 Standard).
-
-    Override any of them with the `COST_PRICES` setting, a JSON object such as
-    `{"step_functions_transition": 0.0000279}` for another region.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    step_functions_transition: float = Field(0.000025, ge=0)
-    lambda_request: float = Field(0.0000002, ge=0)
-    lambda_gb_second: float = Field(0.0000133334, ge=0)
-    s3_put: float = Field(0.000005, ge=0)
-    # One month of storage is counted per stored byte.
-    s3_gb_month: float = Field(0.023, ge=0)
-
-    def estimate(self, usage: JobUsage, *, objects_stored: int, bytes_stored: int) -> float:
-        """The orchestration cost of a job in USD (WaveSpeed's own price is not included)."""
-        gb_seconds = usage.lambda_mb_ms / 1024 / 1000
-        return (
-            usage.state_transitions * self.step_functions_transition
-            + usage.lambda_invocations * self.lambda_request
-            + gb_seconds * self.lambda_gb_second
-            + objects_stored * self.s3_put
-            + bytes_stored / 1024**3 * self.s3_gb_month
-        )
 
 
 @dataclass

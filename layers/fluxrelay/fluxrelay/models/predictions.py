@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fluxrelay.models import MODEL_ID
 from fluxrelay.models.types import UtcDatetime
-from fluxrelay.models.upstream import MODEL_ID
 
 
 class PredictionUrls(BaseModel):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-# The one WaveSpeed model this service fronts (its submit path and every prediction's `model`).
-MODEL_ID = "wavespeed-ai/flux-schnell-lora"
-
 COMPLETED_STATUSES = frozenset({"completed"})
 # The server enum has cancelled/timeout; the official SDK also treats deleted as terminal.
 FAILED_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})

@@ -42,6 +42,7 @@ from pydantic_core import PydanticCustomError
 
 from fluxrelay.adapters.urlguard.rules import MAX_URL_LENGTH, UrlPolicy, url_problem
 from fluxrelay.domain.errors import InvalidRequestError
+from fluxrelay.models import MODEL_ID
 from fluxrelay.models.predictions import (
     Prediction,
     PredictionMetrics,
@@ -50,7 +51,6 @@ from fluxrelay.models.predictions import (
     WithheldOutputs,
 )
 from fluxrelay.models.types import UtcDatetime
-from fluxrelay.models.upstream import MODEL_ID
 
 __all__ = [
     "CANCEL_AFTER_HEADER",
