@@ -7,7 +7,9 @@ baseline is a fresh process that imports boto3, creates the same AWS clients (an
 client where the function talks HTTP: the upstream, webhooks, output URLs) and builds the
 Powertools Logger. Each side runs several times, interleaved; the ratio of a function is the median
 of its runs' ratios (each handler process against the baseline process beside it), so a busy
-moment of a shared machine slows both sides of a pair alike.
+moment of a shared machine slows both sides of a pair alike. For each function that loads pydantic,
+the same runs also measure its floor: the baseline plus importing pydantic and building one
+model, the least such a function can cost whatever its own code does.
 
 `make bench-coldstart` runs both sides with the interpreter of `.venv-coldstart`, a virtualenv
 holding exactly the layer's requirements (what a deployed function has on its path), and the
@@ -117,29 +119,69 @@ def baseline_script(fn: Function) -> str:
     return f"import boto3\n{clients}{http}from aws_lambda_powertools import Logger\nLogger()\n"
 
 
+# The least a function that validates anything with pydantic can cost on top of its baseline:
+# importing pydantic and building one model (the first model loads most of pydantic's modules).
+PYDANTIC_FIRST_MODEL = "from pydantic import BaseModel\nclass Probe(BaseModel):\n    x: int\nProbe(x=1)\n"
+
+
+def floor_script(fn: Function) -> str:
+    return baseline_script(fn) + PYDANTIC_FIRST_MODEL
+
+
+def _run(python: str, script: str, deployed: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    ours = ("AWS_", "POWERTOOLS_", "PYTHON", "PYDANTIC_")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env = {**keep, **deployed, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
+    # Our own scripts, run with the interpreter the caller chose.
+    return subprocess.run(  # noqa: S603
+        [python, "-c", script], check=True, env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+
+
 def run_once(python: str, script: str, deployed: dict[str, str]) -> float:
     """CPU seconds (user + system) of one fresh process running `script` in the `deployed`
     environment: on a shared machine a process's own CPU time varies far less than its wall-clock
     time."""
-    ours = ("AWS_", "POWERTOOLS_", "PYTHON", "PYDANTIC_")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    env = {**keep, **deployed, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([python, "-c", script], check=True, env=env, cwd=REPO_ROOT)  # noqa: S603 - our scripts
+    _run(python, script, deployed)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(python: str, fn: Function, runs: int, deployed: dict[str, str]) -> tuple[float, float, float]:
+def uses_pydantic(python: str, fn: Function, deployed: dict[str, str]) -> bool:
+    """Whether the function's cold start imports pydantic (the authorizer does not)."""
+    probe = handler_script(fn) + "print('pydantic' in sys.modules)\n"
+    return _run(python, probe, deployed).stdout.strip().endswith("True")
+
+
+@dataclass(frozen=True)
+class Measured:
+    handler: float  # median CPU seconds
+    baseline: float
+    ratio: float  # median of the runs' handler / baseline
+    floor: float | None  # median of the runs' (baseline + pydantic's first model) / baseline
+
+
+def measure(python: str, fn: Function, runs: int, deployed: dict[str, str]) -> Measured:
     """Medians of the handler's and the baseline's CPU times, and of their ratios run by run: each
     handler process is paired with the baseline process started right after it, so a load that
-    changes over the minutes of a run slows both sides of a pair alike."""
-    handler, baseline = [], []
+    changes over the minutes of a run slows both sides of a pair alike. For a function that loads
+    pydantic, the pydantic floor is measured the same way, in the same runs."""
+    with_floor = uses_pydantic(python, fn, deployed)
+    handler, baseline, floor = [], [], []
     for _ in range(runs):
         handler.append(run_once(python, handler_script(fn), deployed))
         baseline.append(run_once(python, baseline_script(fn), deployed))
+        if with_floor:
+            floor.append(run_once(python, floor_script(fn), deployed))
     ratios = [h / b for h, b in zip(handler, baseline, strict=True)]
-    return statistics.median(handler), statistics.median(baseline), statistics.median(ratios)
+    floors = [f / b for f, b in zip(floor, baseline, strict=False)]
+    return Measured(
+        handler=statistics.median(handler),
+        baseline=statistics.median(baseline),
+        ratio=statistics.median(ratios),
+        floor=statistics.median(floors) if floors else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,22 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no benchmark entry for {sorted(missing)}")
     chosen = [fn for fn in CATALOGUE if not args.functions or fn.name in args.functions]
     print(f"cold import, median CPU time of {args.runs} fresh processes a side (target <= {args.target}x)")
-    print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        baseline")
+    print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        {'floor':>5}  baseline")
     failed = []
     deployed = environment()
     for fn in chosen:
-        handler, baseline, ratio = measure(args.python, fn, args.runs, deployed)
-        verdict = "PASS" if ratio <= args.target else "FAIL"
+        m = measure(args.python, fn, args.runs, deployed)
+        verdict = "PASS" if m.ratio <= args.target else "FAIL"
         if verdict == "FAIL":
             failed.append(fn.name)
         base = "boto3 + " + ", ".join(fn.aws) + (" + httpx" if fn.http else "") + " + Logger"
+        floor = f"{m.floor:5.2f}" if m.floor is not None else f"{'-':>5}"
         print(
-            f"{fn.name:<15}{handler * 1000:>7.0f}ms{baseline * 1000:>8.0f}ms{ratio:>7.2f}  {verdict}  {base}"
+            f"{fn.name:<15}{m.handler * 1000:>7.0f}ms{m.baseline * 1000:>8.0f}ms{m.ratio:>7.2f}  {verdict}"
+            f"  {floor}  {base}"
         )
     print(
         f"{len(chosen) - len(failed)}/{len(chosen)} functions within {args.target}x"
         + (f"; over: {', '.join(failed)}" if failed else "")
     )
+    print("floor: the baseline plus importing pydantic and building one model, against the baseline")
     return 1 if failed else 0
 
 

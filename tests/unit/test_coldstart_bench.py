@@ -1,0 +1,31 @@
+"""The cold-start benchmark measures what it says: every function, in the deployed environment."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from fluxrelay_local import coldstart
+
+FUNCTION_NAMES = sorted(p.parent.name for p in coldstart.FUNCTIONS.glob("*/app.py"))
+
+
+def test_every_function_has_a_benchmark_entry() -> None:
+    assert sorted(fn.name for fn in coldstart.CATALOGUE) == FUNCTION_NAMES
+
+
+def test_the_processes_get_the_templates_fixed_settings() -> None:
+    env = coldstart.environment()
+
+    assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "fluxrelay"
+    assert env["AWS_LAMBDA_FUNCTION_NAME"]  # Powertools behaves as in a deployed function
+
+
+@pytest.mark.parametrize("fn", coldstart.CATALOGUE, ids=lambda fn: fn.name)
+def test_each_handler_script_runs_and_only_the_authorizer_skips_pydantic(fn: coldstart.Function) -> None:
+    # The script builds the services and clients the catalogue names: a wrong name fails here.
+    loads = coldstart.uses_pydantic(sys.executable, fn, coldstart.environment())
+
+    assert loads is (fn.name != "authorizer")
