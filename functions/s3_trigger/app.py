@@ -23,6 +23,11 @@ from fluxrelay.models.s3events import s3_objects
 from fluxrelay.observability import logger, metrics
 
 
+class BatchFailedError(Exception):
+    """Every message of the batch failed: the invocation fails, as Powertools' batch utility
+    makes it, and the whole batch goes back to the queue (the same as reporting each message)."""
+
+
 def ingest_message(body: str) -> None:
     # A body that is not JSON raises here: that message fails alone and ends in the DLQ.
     notification = json.loads(body)
@@ -44,4 +49,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         except Exception:  # a true boundary: whatever failed, only this message is retried
             logger.exception("message failed; SQS delivers it again", extra={"message_id": message_id})
             failures.append({"itemIdentifier": message_id})
+    if failures and len(failures) == len(event["Records"]):
+        raise BatchFailedError(f"all {len(failures)} messages failed; each error is logged above")
     return {"batchItemFailures": failures}

@@ -690,6 +690,20 @@ def test_trigger_handler_reports_only_the_poison_message_as_failed(monkeypatch: 
     assert w.jobs.get(SAMPLE_JOB_ID).status is JobStatus.CREATED  # type: ignore[union-attr]
 
 
+def test_trigger_handler_fails_when_every_message_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    w = world()
+    event = json.loads((EVENTS / "s3_trigger_sqs.json").read_text())
+    for record in event["Records"]:
+        record["body"] = "this is not an S3 notification"
+    trigger = load_handler("s3_trigger")
+    monkeypatch.setattr(composition, "container", lambda: FakeContainer(w))
+
+    with pytest.raises(trigger.BatchFailedError, match="all 2 messages failed"):
+        trigger.handler(event, Ctx(function_name="s3_trigger"))
+    assert w.upstream.submitted == []
+
+
 def test_expire_upload_handler_returns_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     w = world()
