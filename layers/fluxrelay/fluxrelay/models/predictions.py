@@ -60,14 +60,16 @@ class Prediction(BaseModel):
 
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
     model: str = MODEL_ID
-    outputs: list[str] = Field(default_factory=list)
+    # Plain defaults, which pydantic copies for each instance: a `default_factory=list` made it
+    # read the builtin's signature, which Python parses from text, at each cold start.
+    outputs: list[str] = []
     urls: PredictionUrls
-    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    has_nsfw_contents: list[bool] = []
     status: str
     created_at: UtcDatetime
     error: str = ""
     execution_time: int = Field(0, alias="executionTime")  # ms
-    timings: Timings = Field(default_factory=Timings)
+    timings: Timings = Timings()
     # Omitted unless set, however the model is dumped (Powertools re-serialises responses).
     code: int | None = Field(None, exclude_if=lambda v: v is None)
     metrics: PredictionMetrics | None = Field(None, exclude_if=lambda v: v is None)

@@ -69,7 +69,7 @@ class UploadSpec(BaseModel):
 
     method: Literal["PUT"] = "PUT"
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = {}
 
 
 class UploadTicket(BaseModel):

@@ -329,7 +329,8 @@ class GenerationRequest(BaseModel):
         None, description="Inpainting mask (white = generate, black = keep); requires image."
     )
     strength: Strength = Field(0.8, description="How far img2img may move away from image (0..1).")
-    loras: _Loras = Field(default_factory=list, description=f"Up to {MAX_LORAS} LoRAs.")
+    # A plain default (copied for each instance), not `default_factory=list`: see `Prediction`.
+    loras: _Loras = Field([], description=f"Up to {MAX_LORAS} LoRAs.")
     size: ImageSize = Field("1024*1024", description='"W*H"; FLUX renders in multiples of 16.')
     num_images: NumImages = 1
     seed: Seed = Field(-1, description="-1 picks a random seed.")
