@@ -77,8 +77,9 @@ $(COLDSTART_VENV)/.installed: layers/fluxrelay/requirements.txt
 	$(COLDSTART_VENV)/bin/pip install --quiet -r layers/fluxrelay/requirements.txt
 	touch $@
 
+# INSTRUCTIONS=1: exact user-space instruction counts with valgrind instead of CPU times.
 bench-coldstart: $(STAMP) $(COLDSTART_VENV)/.installed
-	$(BIN)/python -m fluxrelay_local.coldstart --python $(COLDSTART_VENV)/bin/python
+	$(BIN)/python -m fluxrelay_local.coldstart --python $(COLDSTART_VENV)/bin/python $(if $(filter-out 0,$(INSTRUCTIONS)),--instructions)
 
 lint: $(STAMP) lint-template lint-security
 	$(BIN)/ruff check .

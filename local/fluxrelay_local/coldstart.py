@@ -17,16 +17,26 @@ package from `layers/fluxrelay`: the development virtualenv's extra packages cha
 libraries load (httpx imports its command-line tool's dependencies when they are installed).
 The processes see a Lambda-like environment (AWS_LAMBDA_FUNCTION_NAME set), so Powertools behaves
 as it does in a deployed function. RUNS=n sets the runs per side, TARGET the ratio to meet.
+
+`--instructions` (`make bench-coldstart INSTRUCTIONS=1`) counts each process's user-space
+instructions with valgrind's callgrind instead: one run a side, the same figures on every run
+whatever else the machine does (CPU time moves by about a tenth from run to run on a shared
+machine), so two trees can be compared exactly. It leaves out what the kernel does for a process
+(reading files, mapping memory), which CPU time includes: for the smallest functions an
+instruction ratio is somewhat above the CPU-time ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,13 +138,15 @@ def floor_script(fn: Function) -> str:
     return baseline_script(fn) + PYDANTIC_FIRST_MODEL
 
 
-def _run(python: str, script: str, deployed: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    python: str, script: str, deployed: dict[str, str], wrapper: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     ours = ("AWS_", "POWERTOOLS_", "PYTHON", "PYDANTIC_")
     keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     env = {**keep, **deployed, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
     # Our own scripts, run with the interpreter the caller chose.
     return subprocess.run(  # noqa: S603
-        [python, "-c", script], check=True, env=env, cwd=REPO_ROOT, capture_output=True, text=True
+        [*wrapper, python, "-c", script], check=True, env=env, cwd=REPO_ROOT, capture_output=True, text=True
     )
 
 
@@ -146,6 +158,25 @@ def run_once(python: str, script: str, deployed: dict[str, str]) -> float:
     _run(python, script, deployed)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def collected_instructions(valgrind_stderr: str) -> int:
+    """The instruction count of callgrind's summary line (`==pid== Collected : N`)."""
+    found = _COLLECTED.search(valgrind_stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output: {valgrind_stderr[-500:]}")
+    return int(found.group(1))
+
+
+def count_instructions(python: str, script: str, deployed: dict[str, str]) -> float:
+    """User-space instructions of one fresh process running `script` under callgrind, with hash
+    randomisation off so that every run executes the same instructions."""
+    done = _run(python, script, {**deployed, "PYTHONHASHSEED": "0"}, wrapper=CALLGRIND)
+    return float(collected_instructions(done.stderr))
 
 
 def uses_pydantic(python: str, fn: Function, deployed: dict[str, str]) -> bool:
@@ -184,11 +215,34 @@ def measure(python: str, fn: Function, runs: int, deployed: dict[str, str]) -> M
     )
 
 
+def count(python: str, fn: Function, deployed: dict[str, str]) -> Measured:
+    """Instruction counts of one handler, baseline and floor process each, run side by side
+    (counts do not depend on what else runs)."""
+    scripts = [handler_script(fn), baseline_script(fn)]
+    if uses_pydantic(python, fn, deployed):
+        scripts.append(floor_script(fn))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = list(pool.map(lambda script: count_instructions(python, script, deployed), scripts))
+    handler, baseline = counts[0], counts[1]
+    return Measured(
+        handler=handler,
+        baseline=baseline,
+        ratio=handler / baseline,
+        floor=counts[2] / baseline if len(counts) > 2 else None,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", "7")))
     parser.add_argument("--target", type=float, default=float(os.environ.get("TARGET", "1.3")))
     parser.add_argument("--python", default=sys.executable, help="the interpreter to measure with")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        default=os.environ.get("INSTRUCTIONS", "") not in ("", "0"),
+        help="count user-space instructions with valgrind (one exact run a side) instead of CPU time",
+    )
     parser.add_argument("functions", nargs="*", help="function names (default: every function)")
     args = parser.parse_args(argv)
     found = {p.parent.name for p in FUNCTIONS.glob("*/app.py")}
@@ -196,20 +250,33 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no benchmark entry for {sorted(missing)}")
     chosen = [fn for fn in CATALOGUE if not args.functions or fn.name in args.functions]
-    print(f"cold import, median CPU time of {args.runs} fresh processes a side (target <= {args.target}x)")
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    if args.instructions:
+        print(f"cold import, user-space instructions of one process a side (target <= {args.target}x)")
+        unit, scale = "M", 1e-6
+    else:
+        print(
+            f"cold import, median CPU time of {args.runs} fresh processes a side (target <= {args.target}x)"
+        )
+        unit, scale = "ms", 1e3
     print(f"{'function':<15}{'handler':>9}{'baseline':>10}{'ratio':>7}        {'floor':>5}  baseline")
     failed = []
     deployed = environment()
     for fn in chosen:
-        m = measure(args.python, fn, args.runs, deployed)
+        m = (
+            count(args.python, fn, deployed)
+            if args.instructions
+            else measure(args.python, fn, args.runs, deployed)
+        )
         verdict = "PASS" if m.ratio <= args.target else "FAIL"
         if verdict == "FAIL":
             failed.append(fn.name)
         base = "boto3 + " + ", ".join(fn.aws) + (" + httpx" if fn.http else "") + " + Logger"
         floor = f"{m.floor:5.2f}" if m.floor is not None else f"{'-':>5}"
         print(
-            f"{fn.name:<15}{m.handler * 1000:>7.0f}ms{m.baseline * 1000:>8.0f}ms{m.ratio:>7.2f}  {verdict}"
-            f"  {floor}  {base}"
+            f"{fn.name:<15}{m.handler * scale:>7.0f}{unit:<2}{m.baseline * scale:>8.0f}{unit:<2}"
+            f"{m.ratio:>7.2f}  {verdict}  {floor}  {base}"
         )
     print(
         f"{len(chosen) - len(failed)}/{len(chosen)} functions within {args.target}x"

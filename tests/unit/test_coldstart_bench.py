@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -29,3 +30,20 @@ def test_each_handler_script_runs_and_only_the_authorizer_skips_pydantic(fn: col
     loads = coldstart.uses_pydantic(sys.executable, fn, coldstart.environment())
 
     assert loads is (fn.name != "authorizer")
+
+
+def test_the_instruction_count_is_read_from_callgrinds_summary() -> None:
+    stderr = "==4242== Events    : Ir\n==4242== Collected : 1086123456\n==4242== I   refs: 1,086,123,456\n"
+
+    assert coldstart.collected_instructions(stderr) == 1_086_123_456
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        coldstart.collected_instructions("valgrind: command failed")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_an_instruction_count_is_the_same_on_every_run() -> None:
+    env = coldstart.environment()
+    counts = {coldstart.count_instructions(sys.executable, "import json", env) for _ in range(2)}
+
+    (count,) = counts
+    assert count > coldstart.count_instructions(sys.executable, "pass", env) > 0
