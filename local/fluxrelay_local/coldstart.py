@@ -55,9 +55,17 @@ class Function:
     # The handler side counts what a cold start pays, also where an import waits for the first
     # call.
     first_use: tuple[str, ...] = ()
+    # What its first invocation runs besides: the client of the first webhook or output fetch.
+    first_call: str = ""
 
 
 PILLOW, SECRETS = "PIL.Image", "fluxrelay.adapters.secrets"
+# The SSRF guard's client, as it opens one for each webhook and each output fetch; its TLS context
+# (the CA bundle read) is built at the first one. The baseline's httpx client stands for it.
+GUARDED_CLIENT = (
+    "import httpx\nfrom fluxrelay.adapters.urlguard.transport import tls_context\n"
+    "httpx.Client(trust_env=False, follow_redirects=False, verify=tls_context())\n"
+)
 # The API function imports a resource's routes at the first request for one of them: a submit.
 SUBMIT_ROUTE = "fluxrelay.api.routes.predictions"
 CATALOGUE = (
@@ -72,7 +80,9 @@ CATALOGUE = (
     Function("check_result", ("poll",), ("dynamodb", "stepfunctions", "secretsmanager"), True, (SECRETS,)),
     Function("expire_upload", ("upload_expiry",), ("dynamodb", "s3", "stepfunctions"), False),
     Function("mark_failed", ("fail",), ("dynamodb",), False),
-    Function("notify", ("notify",), ("dynamodb", "sns", "s3", "secretsmanager"), True),
+    Function(
+        "notify", ("notify",), ("dynamodb", "sns", "s3", "secretsmanager"), True, first_call=GUARDED_CLIENT
+    ),
     Function("park_job", ("lifecycle",), ("dynamodb", "stepfunctions"), False),
     Function(
         "s3_trigger",
@@ -81,7 +91,9 @@ CATALOGUE = (
         True,
         (PILLOW, SECRETS),
     ),
-    Function("store_outputs", ("store_outputs",), ("dynamodb", "s3"), True, (PILLOW,)),
+    Function(
+        "store_outputs", ("store_outputs",), ("dynamodb", "s3"), True, (PILLOW,), first_call=GUARDED_CLIENT
+    ),
     Function("sweep_jobs", ("sweeper",), ("dynamodb", "stepfunctions", "secretsmanager"), True, (SECRETS,)),
 )
 
@@ -120,6 +132,7 @@ def handler_script(fn: Function) -> str:
     return (
         f"import sys\nsys.path.insert(0, {str(FUNCTIONS / fn.name)!r})\nimport app\n"
         f"from fluxrelay import composition\nc = composition.container()\n{services}{clients}{later}"
+        f"{fn.first_call}"
     )
 
 

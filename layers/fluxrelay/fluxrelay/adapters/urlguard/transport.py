@@ -90,7 +90,7 @@ def _fetch_error(exc: httpx.HTTPError, host: str) -> FetchError:
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """The trust store of httpx's default client, loaded once per process: building it reads
     the whole CA bundle (tens of milliseconds of CPU), too much to spend on every fetch."""
     return httpx.create_ssl_context(trust_env=False)
@@ -138,7 +138,7 @@ def safe_stream(
     # (httpcore reads the `sni_hostname` request extension; see httpcore/_sync/connection.py).
     extensions = {} if checked.is_ip_literal else {"sni_hostname": checked.host}
     owns_client = client is None
-    http = client or httpx.Client(trust_env=False, follow_redirects=False, verify=_tls_context())
+    http = client or httpx.Client(trust_env=False, follow_redirects=False, verify=tls_context())
     response: httpx.Response | None = None
     try:
         address = ""
