@@ -2,7 +2,8 @@
 
 Measured as the CPU time of whole processes. For every `functions/<name>/app.py`, a fresh Python
 process imports the handler module and builds what its first invocation builds: the services it
-asks the composition root for, and the AWS clients it talks to (nothing is sent anywhere). The
+asks the composition root for, the AWS clients it talks to, and the HTTP client of its first
+webhook or output fetch (nothing is sent anywhere). The
 baseline is a fresh process that imports boto3, creates the same AWS clients (and an httpx
 client where the function talks HTTP: the upstream, webhooks, output URLs) and builds the
 Powertools Logger. Each side runs several times, interleaved; the ratio of a function is the median
