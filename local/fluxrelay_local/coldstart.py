@@ -8,9 +8,10 @@ baseline is a fresh process that imports boto3, creates the same AWS clients (an
 client where the function talks HTTP: the upstream, webhooks, output URLs) and builds the
 Powertools Logger. Each side runs several times, interleaved; the ratio of a function is the median
 of its runs' ratios (each handler process against the baseline process beside it), so a busy
-moment of a shared machine slows both sides of a pair alike. For each function that loads pydantic,
-the same runs also measure its floor: the baseline plus importing pydantic and building one
-model, the least such a function can cost whatever its own code does.
+moment of a shared machine slows both sides of a pair alike. For each function that reads or
+writes a job, the same runs also measure its floor: the baseline plus importing the job item
+(pydantic and the `JobItem` model with the models it nests), the least such a function can cost
+in this house style (the DynamoDB item is a pydantic model) whatever its own code does.
 
 `make bench-coldstart` runs both sides with the interpreter of `.venv-coldstart`, a virtualenv
 holding exactly the layer's requirements (what a deployed function has on its path), and the
@@ -143,13 +144,13 @@ def baseline_script(fn: Function) -> str:
     return f"import boto3\n{clients}{http}from aws_lambda_powertools import Logger\nLogger()\n"
 
 
-# The least a function that validates anything with pydantic can cost on top of its baseline:
-# importing pydantic and building one model (the first model loads most of pydantic's modules).
-PYDANTIC_FIRST_MODEL = "from pydantic import BaseModel\nclass Probe(BaseModel):\n    x: int\nProbe(x=1)\n"
+# The least a function that reads or writes a job can cost on top of its baseline: importing
+# pydantic and building the job item's models.
+JOB_ITEM = "fluxrelay.domain.jobs"
 
 
 def floor_script(fn: Function) -> str:
-    return baseline_script(fn) + PYDANTIC_FIRST_MODEL
+    return baseline_script(fn) + f"import {JOB_ITEM}\n"
 
 
 def _run(
@@ -193,9 +194,9 @@ def count_instructions(python: str, script: str, deployed: dict[str, str]) -> fl
     return float(collected_instructions(done.stderr))
 
 
-def uses_pydantic(python: str, fn: Function, deployed: dict[str, str]) -> bool:
-    """Whether the function's cold start imports pydantic (the authorizer does not)."""
-    probe = handler_script(fn) + "print('pydantic' in sys.modules)\n"
+def loads(python: str, script: str, module: str, deployed: dict[str, str]) -> bool:
+    """Whether running `script` (a function's cold start, its floor) imports `module`."""
+    probe = f"{script}import sys\nprint({module!r} in sys.modules)\n"
     return _run(python, probe, deployed).stdout.strip().endswith("True")
 
 
@@ -204,15 +205,15 @@ class Measured:
     handler: float  # median CPU seconds
     baseline: float
     ratio: float  # median of the runs' handler / baseline
-    floor: float | None  # median of the runs' (baseline + pydantic's first model) / baseline
+    floor: float | None  # median of the runs' (baseline + the job item) / baseline
 
 
 def measure(python: str, fn: Function, runs: int, deployed: dict[str, str]) -> Measured:
     """Medians of the handler's and the baseline's CPU times, and of their ratios run by run: each
     handler process is paired with the baseline process started right after it, so a load that
     changes over the minutes of a run slows both sides of a pair alike. For a function that loads
-    pydantic, the pydantic floor is measured the same way, in the same runs."""
-    with_floor = uses_pydantic(python, fn, deployed)
+    the job item, its floor is measured the same way, in the same runs."""
+    with_floor = loads(python, handler_script(fn), JOB_ITEM, deployed)
     handler, baseline, floor = [], [], []
     for _ in range(runs):
         handler.append(run_once(python, handler_script(fn), deployed))
@@ -233,7 +234,7 @@ def count(python: str, fn: Function, deployed: dict[str, str]) -> Measured:
     """Instruction counts of one handler, baseline and floor process each, run side by side
     (counts do not depend on what else runs)."""
     scripts = [handler_script(fn), baseline_script(fn)]
-    if uses_pydantic(python, fn, deployed):
+    if loads(python, handler_script(fn), JOB_ITEM, deployed):
         scripts.append(floor_script(fn))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = list(pool.map(lambda script: count_instructions(python, script, deployed), scripts))
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(chosen) - len(failed)}/{len(chosen)} functions within {args.target}x"
         + (f"; over: {', '.join(failed)}" if failed else "")
     )
-    print("floor: the baseline plus importing pydantic and building one model, against the baseline")
+    print("floor: the baseline plus importing pydantic and the job item's models, against the baseline")
     return 1 if failed else 0
 
 

@@ -27,9 +27,11 @@ def test_the_processes_get_the_templates_fixed_settings() -> None:
 @pytest.mark.parametrize("fn", coldstart.CATALOGUE, ids=lambda fn: fn.name)
 def test_each_handler_script_runs_and_only_the_authorizer_skips_pydantic(fn: coldstart.Function) -> None:
     # The script builds the services and clients the catalogue names: a wrong name fails here.
-    loads = coldstart.uses_pydantic(sys.executable, fn, coldstart.environment())
+    env, script = coldstart.environment(), coldstart.handler_script(fn)
 
-    assert loads is (fn.name != "authorizer")
+    assert coldstart.loads(sys.executable, script, "pydantic", env) is (fn.name != "authorizer")
+    # The job item too: every function but the authorizer reads or writes a job, so it has a floor.
+    assert coldstart.loads(sys.executable, script, coldstart.JOB_ITEM, env) is (fn.name != "authorizer")
 
 
 def test_the_instruction_count_is_read_from_callgrinds_summary() -> None:
@@ -47,3 +49,13 @@ def test_an_instruction_count_is_the_same_on_every_run() -> None:
 
     (count,) = counts
     assert count > coldstart.count_instructions(sys.executable, "pass", env) > 0
+
+
+def test_the_floor_is_the_baseline_plus_the_job_item_alone() -> None:
+    fn = next(fn for fn in coldstart.CATALOGUE if fn.name == "mark_failed")
+    floor, env = coldstart.floor_script(fn), coldstart.environment()
+
+    assert floor.startswith(coldstart.baseline_script(fn))
+    assert coldstart.loads(sys.executable, floor, coldstart.JOB_ITEM, env)
+    # Nothing of the function's own: no composition root, hence no service or adapter.
+    assert not coldstart.loads(sys.executable, floor, "fluxrelay.composition", env)
