@@ -297,6 +297,9 @@ def test_layer_is_built_by_its_makefile_for_arm64(resources: dict[str, Any]) -> 
     assert re.search(r"^build-FluxRelayLayer:", makefile, re.MULTILINE)
     assert "manylinux2014_aarch64" in makefile
     assert "--python-version 3.13" in makefile
+    # ...and ships its bytecode (tests/unit/test_layer_build.py runs that step).
+    build = makefile.split("build-FluxRelayLayer:", 1)[1].split("\n\n", 1)[0]
+    assert "$(BYTECODE)" in build
 
 
 def test_layer_requirements_are_exactly_the_runtime_pins_of_pyproject() -> None:
