@@ -6,7 +6,7 @@ SAM_VENV ?= .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run reset standin lint format bench bench-coldstart clean
+.PHONY: help install chromium test test-unit test-integration test-e2e acceptance run reset standin lint format bench bench-coldstart bench-bytecode clean
 
 help:
 	@echo "make run     - the whole stack on this machine (API :3000, WaveSpeed stand-in :3001, AWS :4566)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint    - ruff, mypy, cfn-lint, ASL lint, checkov"
 	@echo "make bench   - latency/cost benchmark against a local stack"
 	@echo "make bench-coldstart - each function's cold import against boto3 + its clients + Logger"
+	@echo "make bench-bytecode  - what the layer's shipped bytecode saves a deployed cold start"
 	@echo "make standin - only the WaveSpeed stand-in on :3001"
 
 $(STAMP): pyproject.toml
@@ -80,6 +81,12 @@ $(COLDSTART_VENV)/.installed: layers/fluxrelay/requirements.txt
 # INSTRUCTIONS=1: exact user-space instruction counts with valgrind instead of CPU times.
 bench-coldstart: $(STAMP) $(COLDSTART_VENV)/.installed
 	$(BIN)/python -m fluxrelay_local.coldstart --python $(COLDSTART_VENV)/bin/python $(if $(filter-out 0,$(INSTRUCTIONS)),--instructions)
+
+# What shipping the layer's bytecode saves a deployed cold start (needs Python 3.13; pip downloads the
+# layer's pins for this machine).
+bench-bytecode: $(STAMP)
+	@test -n "$(PY313_BIN)" || { echo "python3.13 not found (pyenv install 3.13 or put it on PATH)"; exit 1; }
+	$(BIN)/python -m fluxrelay_local.bytecode --python $(PY313_BIN)/python3
 
 lint: $(STAMP) lint-template lint-security
 	$(BIN)/ruff check .

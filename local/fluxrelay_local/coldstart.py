@@ -158,7 +158,8 @@ def _run(
 ) -> subprocess.CompletedProcess[str]:
     ours = ("AWS_", "POWERTOOLS_", "PYTHON", "PYDANTIC_")
     keep = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    env = {**keep, **deployed, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay")}
+    # The layer's source tree unless `deployed` names another (the bytecode benchmark's build).
+    env = {**keep, "PYTHONPATH": str(REPO_ROOT / "layers" / "fluxrelay"), **deployed}
     # Our own scripts, run with the interpreter the caller chose.
     return subprocess.run(  # noqa: S603
         [*wrapper, python, "-c", script], check=True, env=env, cwd=REPO_ROOT, capture_output=True, text=True

@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LAYER = ROOT / "layers" / "fluxrelay"
+from fluxrelay_local.bytecode import LAYER, compile_bytecode, date_as_sam_zips
 
 
-def test_every_layer_module_loads_from_its_bytecode_even_with_changed_file_times(tmp_path: Path) -> None:
-    artifacts = tmp_path / "artifacts"
-    shutil.copytree(
-        LAYER / "fluxrelay", artifacts / "python" / "fluxrelay", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    # The build's own step, with this interpreter in place of the runtime's.
-    make = shutil.which("make")
-    assert make is not None
-    subprocess.run(  # noqa: S603
-        [
-            make,
-            "--no-print-directory",
-            "-C",
-            str(LAYER),
-            "bytecode",
-            f"ARTIFACTS_DIR={artifacts}",
-            f"PYTHON={sys.executable}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    sources = sorted((artifacts / "python").rglob("*.py"))
-    # As in Lambda: SAM's zip sets no time on its entries, so every file is dated 1980-01-01.
-    for source in sources:
-        os.utime(source, (315_532_800, 315_532_800))
-    env = {**os.environ, "PYTHONPATH": str(artifacts / "python"), "PYTHONDONTWRITEBYTECODE": "1"}
-
-    # -v names, for each module, the .pyc it used or the source it compiled.
+def _loaded_from(artifacts: Path) -> list[str]:
+    """What each module of the package was loaded from, as `python -v` says ("# code object from
+    <the .pyc it used, or the source it compiled>"), importing with no writable cache, as on /opt."""
+    env = {"PYTHONPATH": str(artifacts / "python"), "PYTHONDONTWRITEBYTECODE": "1"}
     imported = subprocess.run(
         [
             sys.executable,
@@ -51,17 +25,32 @@ def test_every_layer_module_loads_from_its_bytecode_even_with_changed_file_times
         check=True,
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=artifacts,
     ).stderr
+    prefixes = (f"# code object from {artifacts}", f"# code object from '{artifacts}")
+    return [line.rstrip("'") for line in imported.splitlines() if line.startswith(prefixes)]
 
-    loaded = [
-        line.rstrip("'")
-        for line in imported.splitlines()
-        if line.startswith(f"# code object from {artifacts}")
-        or line.startswith(f"# code object from '{artifacts}")
-    ]
-    compiled = [line for line in loaded if line.endswith(".py")]
-    used = [line for line in loaded if line.endswith(".pyc")]
-    assert compiled == []
-    assert len(used) >= 20  # the package's modules those imports load, every one from bytecode
-    assert all((source.parent / "__pycache__").is_dir() for source in sources)
+
+def test_every_layer_module_loads_from_its_bytecode_with_sams_file_times(tmp_path: Path) -> None:
+    package = tmp_path / "python" / "fluxrelay"
+    shutil.copytree(LAYER / "fluxrelay", package, ignore=shutil.ignore_patterns("__pycache__"))
+    # The layer Makefile's own step, with this interpreter in place of the runtime's.
+    compile_bytecode(sys.executable, tmp_path)
+    date_as_sam_zips(tmp_path / "python")
+
+    loaded = _loaded_from(tmp_path)
+
+    assert [line for line in loaded if line.endswith(".py")] == []  # nothing compiled from source
+    assert len([line for line in loaded if line.endswith(".pyc")]) >= 20
+
+
+def test_without_the_step_the_package_is_compiled_at_every_start(tmp_path: Path) -> None:
+    package = tmp_path / "python" / "fluxrelay"
+    shutil.copytree(LAYER / "fluxrelay", package, ignore=shutil.ignore_patterns("__pycache__"))
+    # Timestamp-checked bytecode, as pip writes it, then the times SAM's zip gives every file.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)  # noqa: S603
+    date_as_sam_zips(tmp_path / "python")
+
+    loaded = _loaded_from(tmp_path)
+
+    assert len([line for line in loaded if line.endswith(".py")]) >= 20
