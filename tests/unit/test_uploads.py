@@ -23,7 +23,7 @@ from moto import mock_aws
 from PIL import Image
 
 from fluxrelay import composition
-from fluxrelay.adapters.s3 import S3UploadStore
+from fluxrelay.adapters.s3 import S3OutputStore, S3UploadStore
 from fluxrelay.api.app import create_app
 from fluxrelay.api.idempotency import Idempotency
 from fluxrelay.domain.dispatch import Dispatcher
@@ -773,6 +773,21 @@ def test_presigned_put_signs_content_type_and_length_so_s3_refuses_other_files(
     assert not accepts(**{"Content-Type": "image/jpeg", "Content-Length": "1235"})
     assert not accepts(**{"Content-Type": "image/png", "Content-Length": "1234"})
     assert not accepts(**{"Content-Length": "1234"})
+
+
+def test_output_links_are_sigv4_which_new_buckets_require(moto_s3: S3UploadStore) -> None:
+    # S3 refuses SigV2 on buckets created after June 2020, and botocore presigns with SigV2 unless
+    # told otherwise: an output link must carry a SigV4 signature, and open.
+    outputs = S3OutputStore(BUCKET)
+    data = image_bytes()
+    outputs.put_stream("outputs/o/j/0.png", iter([data]), "image/png")
+
+    url = outputs.presigned_get("outputs/o/j/0.png", 600)
+
+    query = dict(parse_qsl(urlsplit(url).query))
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert "Signature" not in query  # SigV2's parameter
+    assert requests.get(url, timeout=10).content == data
 
 
 def test_presigned_put_and_get_work_against_moto_s3(moto_s3: S3UploadStore) -> None:

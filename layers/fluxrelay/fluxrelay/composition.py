@@ -112,8 +112,7 @@ class Container:
     def upload_store(self) -> S3UploadStore:
         from fluxrelay.adapters.s3 import S3UploadStore
 
-        # Its own client: presigned PUTs need SigV4 (a signed Content-Type and length).
-        return S3UploadStore(self.settings.bucket_name)
+        return S3UploadStore(self.settings.bucket_name, self.aws("s3"))
 
     @cached_property
     def webhook_secrets(self) -> SecretsManagerWebhookSecrets:
@@ -295,13 +294,10 @@ class Container:
 
     @cached_property
     def upload_expiry(self) -> UploadExpiryService:
-        from fluxrelay.adapters.s3 import S3UploadStore
         from fluxrelay.domain.expiry import UploadExpiryService
 
-        # The timer only looks whether the upload arrived: the shared client, nothing to presign.
-        uploads = S3UploadStore(self.settings.bucket_name, self.aws("s3"))
         return UploadExpiryService(
-            lifecycle=self.lifecycle, jobs=self.jobs, uploads=uploads, settings=self.settings
+            lifecycle=self.lifecycle, jobs=self.jobs, uploads=self.upload_store, settings=self.settings
         )
 
     @cached_property

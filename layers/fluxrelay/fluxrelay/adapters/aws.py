@@ -15,12 +15,17 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+# Every URL an S3 client presigns is SigV4. botocore still presigns with SigV2 unless told
+# otherwise, and S3 refuses SigV2 on buckets created after June 2020 (every bucket this stack
+# creates), so output links would answer 403. SigV4 also signs the headers of an upload ticket,
+# which is what makes S3 itself refuse a PUT whose Content-Length or Content-Type differs from it.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def client(service: str, **kwargs: Any) -> Any:
-    return boto3.client(service, config=_CONFIG, **kwargs)
+    return boto3.client(service, config=_S3_CONFIG if service == "s3" else _CONFIG, **kwargs)
 
 
 class LazyClient:

@@ -7,8 +7,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from fluxrelay.adapters.aws import LazyClient, error_code
@@ -67,10 +65,6 @@ class S3OutputStore:
 
 
 # --------------------------------------------------------------------------- uploads
-# Presigned URLs must be SigV4: only SigV4 signs headers, which is what makes S3 itself refuse a
-# PUT whose Content-Length or Content-Type differs from the ticket (botocore still presigns with
-# SigV2 in us-east-1 unless told otherwise, and SigV2 signs neither header).
-_PRESIGN_CONFIG = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3})
 
 
 @dataclass(frozen=True)
@@ -82,16 +76,11 @@ class ObjectInfo:
 
 
 class S3UploadStore:
-    """`UploadStore` on S3: presigned PUT/GET for uploads, and cheap reads of what arrived.
-
-    Presigning needs a SigV4 client of its own; reads and writes use it too unless `client` is
-    given (the upload-expiry timer only looks whether an upload arrived, with the shared client,
-    and never makes a second S3 client)."""
+    """`UploadStore` on S3: presigned PUT/GET for uploads, and cheap reads of what arrived."""
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self.bucket = bucket
-        self._presigner = LazyClient("s3", factory=lambda: boto3.client("s3", config=_PRESIGN_CONFIG))
-        self._client = LazyClient("s3", client, lambda: self._presigner.made)
+        self._client = LazyClient("s3", client)
 
     def presigned_put(
         self, key: str, content_type: str, content_length: int | None, expires_in: int
@@ -103,12 +92,12 @@ class S3UploadStore:
         if content_length is not None:
             params["ContentLength"] = content_length
             headers["Content-Length"] = str(content_length)
-        url = self._presigner.made.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        url = self._client.made.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
         return str(url), headers
 
     def presigned_get(self, key: str, expires_in: int) -> str:
         return str(
-            self._presigner.made.generate_presigned_url(
+            self._client.made.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
             )
         )
